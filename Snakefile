@@ -1,0 +1,31 @@
+# moa: the 1st-place MoA solution as a file-based DAG. See README.md.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/folds.smk"
+include: "rules/train.smk"
+include: "rules/collect.smk"
+include: "rules/blend.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        "results/submission.csv",
+        "results/report/summary.md",
+    default_target: True
+
+
+rule models:
+    input:
+        expand("results/models/{model}/score.json", model=config["models"]),

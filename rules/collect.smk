@@ -1,0 +1,20 @@
+rule collect:
+    input:
+        oof=lambda wc: fold_outputs(wc.model, "oof.parquet"),
+        test=lambda wc: fold_outputs(wc.model, "test.parquet"),
+        **scoring_inputs(),
+    output:
+        oof="results/models/{model}/oof.parquet",
+        test="results/models/{model}/test.parquet",
+        score="results/models/{model}/score.json",
+    params:
+        seeds=lambda wc: [s for s in model_config(wc.model)["seeds"] for _ in fold_ids(wc.model)],
+    log:
+        "results/logs/collect/{model}.log",
+    benchmark:
+        "results/benchmarks/collect/{model}.tsv"
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    script:
+        "../workflow/scripts/collect_model.py"

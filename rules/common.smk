@@ -1,0 +1,110 @@
+# Helpers only: config look-ups, expand helpers, wildcard constraints. Parse time stays cheap:
+# nothing here reads data or imports torch.
+import os
+
+DATA = "results/data"
+SYNTH = "results/synthetic"
+RAW_TABLES = [
+    "train_features",
+    "train_targets_scored",
+    "train_targets_nonscored",
+    "train_drug",
+    "test_features",
+    "sample_submission",
+]
+SYNTHETIC = config["data"]["source"] == "synthetic"
+
+
+wildcard_constraints:
+    model="|".join(sorted(config["models"])) or "-",
+    cv="|".join(sorted(config["cv"])),
+    seed=r"\d+",
+    fold=r"\d+",
+
+
+def check_config():
+    """Cross-references the JSON schema cannot express; fail at parse time, naming both ends."""
+    for name, model in config["models"].items():
+        if model["cv"] not in config["cv"]:
+            raise ValueError(
+                f"model {name!r}: cv {model['cv']!r} is not a scheme under cv "
+                f"(known: {', '.join(config['cv'])})"
+            )
+    for member in config["blend"]["members"]:
+        if member not in config["models"]:
+            raise ValueError(f"blend member {member!r} is not a model under models")
+    if config["data"]["source"] == "kaggle" and "dir" not in config["data"]:
+        raise ValueError("data.source is kaggle but data.dir (the folder with the Kaggle CSVs) is not set")
+
+
+check_config()
+
+
+def raw_inputs():
+    """The raw files an import reads: generated ones, or the user's CSVs that exist (plain or zipped).
+
+    A user's missing file is left to the import step, whose error names it and the folder."""
+    if SYNTHETIC:
+        return [f"{SYNTH}/{t}.csv" for t in RAW_TABLES]
+    found = []
+    for table in RAW_TABLES:
+        for suffix in (".csv", ".csv.zip"):
+            path = os.path.join(config["data"]["dir"], table + suffix)
+            if os.path.exists(path):
+                found.append(path)
+                break
+    return found
+
+
+def raw_dir():
+    return SYNTH if SYNTHETIC else config["data"]["dir"]
+
+
+def model_config(name):
+    return config["models"][name]
+
+
+def cv_config(name):
+    return {"drug_threshold": 18, "include_controls": False, **config["cv"][name]}
+
+
+def fold_ids(model):
+    return range(cv_config(model_config(model)["cv"])["n_folds"])
+
+
+def job_dir(model, seed, fold):
+    return f"results/models/{model}/seed{seed}/fold{fold}"
+
+
+def fold_outputs(model, name):
+    """`name` (oof.parquet, test.parquet, ...) of every (seed, fold) job of a model."""
+    m = model_config(model)
+    return [f"{job_dir(model, s, f)}/{name}" for s in m["seeds"] for f in fold_ids(model)]
+
+
+def train_inputs(wildcards):
+    m = model_config(wildcards.model)
+    inputs = {
+        "train_features": f"{DATA}/train_features.parquet",
+        "test_features": f"{DATA}/test_features.parquet",
+        "targets": f"{DATA}/train_targets_{m.get('targets', 'scored')}.parquet",
+        "folds": f"results/folds/{m['cv']}/seed{wildcards.seed}.parquet",
+    }
+    if m.get("features"):
+        inputs["model_train"] = f"results/features/{m['features']}/train.parquet"
+        inputs["model_test"] = f"results/features/{m['features']}/test.parquet"
+    return inputs
+
+
+def truth_inputs():
+    """Held-out truth of synthetic data, used to score test predictions; nothing for real data."""
+    return {"test_truth": f"{SYNTH}/test_targets_scored.parquet"} if SYNTHETIC else {}
+
+
+def scoring_inputs():
+    return {
+        "targets": f"{DATA}/train_targets_scored.parquet",
+        "train_features": f"{DATA}/train_features.parquet",
+        "test_features": f"{DATA}/test_features.parquet",
+        **truth_inputs(),
+    }

@@ -1,0 +1,57 @@
+if SYNTHETIC:
+
+    rule synthesize_data:
+        output:
+            expand("{dir}/{table}.csv", dir=SYNTH, table=RAW_TABLES),
+            test_truth=f"{SYNTH}/test_targets_scored.parquet",
+            oracle_train=f"{SYNTH}/oracle_train.parquet",
+            oracle_test=f"{SYNTH}/oracle_test.parquet",
+            oracle_observed_test=f"{SYNTH}/oracle_observed_test.parquet",
+        params:
+            synthetic=config["data"].get("synthetic", {}),
+            out_dir=SYNTH,
+        log:
+            "results/logs/synthesize_data.log",
+        benchmark:
+            "results/benchmarks/synthesize_data.tsv"
+        resources:
+            mem_mb=4000,
+            runtime=20,
+        script:
+            "../workflow/scripts/synthesize_data.py"
+
+    rule score_oracle:
+        input:
+            oracle_train=f"{SYNTH}/oracle_train.parquet",
+            oracle_test=f"{SYNTH}/oracle_test.parquet",
+            **scoring_inputs(),
+        output:
+            "results/oracle/score.json",
+        log:
+            "results/logs/score_oracle.log",
+        benchmark:
+            "results/benchmarks/score_oracle.tsv"
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        script:
+            "../workflow/scripts/score_oracle.py"
+
+
+rule import_data:
+    input:
+        raw_inputs(),
+    output:
+        expand("{dir}/{table}.parquet", dir=DATA, table=RAW_TABLES),
+    params:
+        src_dir=raw_dir(),
+        out_dir=DATA,
+    log:
+        "results/logs/import_data.log",
+    benchmark:
+        "results/benchmarks/import_data.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    script:
+        "../workflow/scripts/import_data.py"

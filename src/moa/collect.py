@@ -1,0 +1,53 @@
+"""Per-model aggregation: OOF averaged over seeds, test averaged over folds x seeds, and scores."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pandas as pd
+
+from moa import metrics, schema
+
+
+def average_oof(fold_tables: dict[int, list[pd.DataFrame]]) -> pd.DataFrame:
+    """Per seed, the folds tile the rows once; the OOF is the mean of the seeds' tilings."""
+    per_seed = []
+    for seed, tables in sorted(fold_tables.items()):
+        tiled = pd.concat(tables, ignore_index=True)
+        duplicated = tiled[schema.ID].duplicated()
+        if duplicated.any():
+            raise ValueError(f"seed {seed}: row {tiled[schema.ID][duplicated].iloc[0]} is in two folds")
+        per_seed.append(tiled.set_index(schema.ID).sort_index())
+    reference = per_seed[0].index
+    for seed, table in zip(sorted(fold_tables), per_seed):
+        if not table.index.equals(reference):
+            raise ValueError(f"seed {seed} covers different rows than seed {min(fold_tables)}")
+    return (sum(per_seed) / len(per_seed)).astype("float32").reset_index()
+
+
+def average_test(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """Every (seed, fold) model gets equal weight."""
+    indexed = [t.set_index(schema.ID).sort_index() for t in tables]
+    return (sum(indexed) / len(indexed)).astype("float32").reset_index()
+
+
+def group_by_seed(paths_with_seed) -> dict[int, list[pd.DataFrame]]:
+    grouped = defaultdict(list)
+    for seed, path in paths_with_seed:
+        grouped[int(seed)].append(pd.read_parquet(path))
+    return dict(grouped)
+
+
+def score(predictions: pd.DataFrame, targets: pd.DataFrame, features: pd.DataFrame) -> dict:
+    """Competition metric over all rows of `targets` (missing and control rows at 0) and treated rows."""
+    names = [c for c in predictions.columns if c != schema.ID]
+    cp_type = features.set_index(schema.ID)[schema.CP_TYPE]
+    return metrics.score_predictions(targets[[schema.ID, *names]], predictions, cp_type)
+
+
+def score_all(oof: pd.DataFrame, test: pd.DataFrame, paths) -> dict:
+    """OOF score on train; test score too when the held-out truth (synthetic data) is among `paths`."""
+    read = pd.read_parquet
+    result = {"oof": score(oof, read(paths["targets"]), read(paths["train_features"]))}
+    if "test_truth" in paths.keys():
+        result["test"] = score(test, read(paths["test_truth"]), read(paths["test_features"]))
+    return result

@@ -1,0 +1,15 @@
+"""Model factory: one `arch` name in the config -> one model class."""
+from __future__ import annotations
+
+from moa.models.prior import PriorModel
+
+ARCHITECTURES = {"prior": PriorModel}
+
+
+def build(arch: str, params: dict | None = None):
+    """The model named by `arch`, built from its config parameters."""
+    try:
+        cls = ARCHITECTURES[arch]
+    except KeyError:
+        raise ValueError(f"unknown arch {arch!r}; known: {', '.join(sorted(ARCHITECTURES))}") from None
+    return cls(**(params or {}))

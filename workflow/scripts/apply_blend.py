@@ -1,0 +1,13 @@
+from moa import blend, collect, io, logs
+
+log = logs.to_file(snakemake.log[0])
+weights = io.read_json(snakemake.input.weights)["weights"]
+members = snakemake.params.members
+oof = blend.apply_weights(dict(zip(members, map(io.read_parquet, snakemake.input.oof))), weights)
+test = blend.apply_weights(dict(zip(members, map(io.read_parquet, snakemake.input.test))), weights)
+test = blend.zero_controls(test, io.read_parquet(snakemake.input.test_features))
+score = collect.score_all(oof, test, snakemake.input)
+log.info("blend: %s", score)
+io.write_parquet(oof, snakemake.output.oof)
+io.write_parquet(test, snakemake.output.test)
+io.write_json(score, snakemake.output.score)

@@ -1,0 +1,5 @@
+from moa import importer, logs
+
+log = logs.to_file(snakemake.log[0])
+summary = importer.import_raw(snakemake.params.src_dir, snakemake.params.out_dir)
+log.info("imported %s", summary)

@@ -1,0 +1,20 @@
+import pandas as pd
+import torch
+
+from moa import logs, training
+
+logs.to_file(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+model = snakemake.params.model
+optional = {k: pd.read_parquet(snakemake.input[k]) for k in ("model_train", "model_test") if k in snakemake.input.keys()}
+data = training.load_fold_data(
+    pd.read_parquet(snakemake.input.train_features),
+    pd.read_parquet(snakemake.input.test_features),
+    pd.read_parquet(snakemake.input.targets),
+    pd.read_parquet(snakemake.input.folds),
+    model.get("targets", "scored"),
+    **optional,
+)
+result = training.fit_fold(data, model["arch"], model.get("params", {}),
+                           int(snakemake.wildcards.seed), int(snakemake.wildcards.fold))
+training.write_fold_result(result, **snakemake.output)

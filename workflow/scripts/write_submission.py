@@ -1,0 +1,11 @@
+from moa import io, logs, submission
+
+log = logs.to_file(snakemake.log[0])
+table = submission.make_submission(
+    io.read_parquet(snakemake.input.test),
+    io.read_parquet(snakemake.input.sample),
+    io.read_parquet(snakemake.input.test_features),
+    clip=tuple(snakemake.params.clip),
+)
+io.write_csv(table, snakemake.output[0])
+log.info("submission: %d rows x %d targets", len(table), table.shape[1] - 1)
