@@ -16,6 +16,8 @@ rule blend_weights:
     resources:
         mem_mb=3000,
         runtime=30,
+    conda:
+        "../envs/moa.yaml"
     script:
         "../workflow/scripts/blend_weights.py"
 
@@ -39,6 +41,8 @@ rule apply_blend:
     resources:
         mem_mb=3000,
         runtime=10,
+    conda:
+        "../envs/moa.yaml"
     script:
         "../workflow/scripts/apply_blend.py"
 
@@ -59,5 +63,7 @@ rule submission:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/moa.yaml"
     script:
         "../workflow/scripts/write_submission.py"

@@ -16,5 +16,7 @@ rule collect:
     resources:
         mem_mb=3000,
         runtime=10,
+    conda:
+        "../envs/moa.yaml"
     script:
         "../workflow/scripts/collect_model.py"

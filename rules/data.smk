@@ -9,7 +9,7 @@ if SYNTHETIC:
             oracle_observed_test=f"{SYNTH}/oracle_observed_test.parquet",
         params:
             synthetic=config["data"].get("synthetic", {}),
-            out_dir=SYNTH,
+            out_dir=lambda wildcards, output: os.path.dirname(output.test_truth),
         log:
             "results/logs/synthesize_data.log",
         benchmark:
@@ -17,6 +17,8 @@ if SYNTHETIC:
         resources:
             mem_mb=4000,
             runtime=20,
+        conda:
+            "../envs/moa.yaml"
         script:
             "../workflow/scripts/synthesize_data.py"
 
@@ -34,6 +36,8 @@ if SYNTHETIC:
         resources:
             mem_mb=2000,
             runtime=10,
+        conda:
+            "../envs/moa.yaml"
         script:
             "../workflow/scripts/score_oracle.py"
 
@@ -44,8 +48,8 @@ rule import_data:
     output:
         expand("{dir}/{table}.parquet", dir=DATA, table=RAW_TABLES),
     params:
-        src_dir=raw_dir(),
-        out_dir=DATA,
+        src_dir=lambda wildcards, input: os.path.dirname(input[0]) if input else raw_dir(),
+        out_dir=lambda wildcards, output: os.path.dirname(output[0]),
     log:
         "results/logs/import_data.log",
     benchmark:
@@ -53,5 +57,7 @@ rule import_data:
     resources:
         mem_mb=4000,
         runtime=20,
+    conda:
+        "../envs/moa.yaml"
     script:
         "../workflow/scripts/import_data.py"

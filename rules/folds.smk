@@ -14,5 +14,7 @@ rule folds:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/moa.yaml"
     script:
         "../workflow/scripts/make_folds.py"

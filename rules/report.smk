@@ -16,5 +16,7 @@ rule report_summary:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        "../envs/moa.yaml"
     script:
         "../workflow/scripts/report_summary.py"

@@ -17,5 +17,7 @@ rule train:
     resources:
         mem_mb=lambda wc: model_config(wc.model).get("mem_mb", 2000),
         runtime=lambda wc: model_config(wc.model).get("runtime", 60),
+    conda:
+        "../envs/moa.yaml"
     script:
         "../workflow/scripts/train_fold.py"

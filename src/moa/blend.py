@@ -18,7 +18,7 @@ def fixed_weights(members: list[str], weights: dict[str, float]) -> dict[str, fl
     if unknown:
         raise ValueError(f"blend.weights names {unknown[0]!r}, which is not a blend member")
     values = np.array([float(weights[m]) for m in members])
-    if (values < 0).any() or values.sum() <= 0:
+    if not np.isfinite(values).all() or (values < 0).any() or values.sum() <= 0:
         raise ValueError(f"blend weights must be >= 0 with a positive sum, got {dict(zip(members, values))}")
     return dict(zip(members, (values / values.sum()).tolist()))
 

@@ -17,17 +17,26 @@ def average_oof(fold_tables: dict[int, list[pd.DataFrame]]) -> pd.DataFrame:
         if duplicated.any():
             raise ValueError(f"seed {seed}: row {tiled[schema.ID][duplicated].iloc[0]} is in two folds")
         per_seed.append(tiled.set_index(schema.ID).sort_index())
-    reference = per_seed[0].index
-    for seed, table in zip(sorted(fold_tables), per_seed):
-        if not table.index.equals(reference):
-            raise ValueError(f"seed {seed} covers different rows than seed {min(fold_tables)}")
+    _check_same_rows_and_columns(per_seed, [f"seed {s}" for s in sorted(fold_tables)])
     return (sum(per_seed) / len(per_seed)).astype("float32").reset_index()
 
 
 def average_test(tables: list[pd.DataFrame]) -> pd.DataFrame:
     """Every (seed, fold) model gets equal weight."""
     indexed = [t.set_index(schema.ID).sort_index() for t in tables]
+    _check_same_rows_and_columns(indexed, [f"test table {i}" for i in range(len(indexed))])
     return (sum(indexed) / len(indexed)).astype("float32").reset_index()
+
+
+def _check_same_rows_and_columns(tables: list[pd.DataFrame], names: list[str]) -> None:
+    reference = tables[0]
+    for name, table in zip(names, tables):
+        if not table.index.equals(reference.index):
+            differ = reference.index.symmetric_difference(table.index)
+            raise ValueError(f"{name} covers different rows than {names[0]} (e.g. {differ[0]})")
+        if list(table.columns) != list(reference.columns):
+            differ = sorted(set(reference.columns) ^ set(table.columns)) or ["(column order)"]
+            raise ValueError(f"{name} has different target columns than {names[0]} (e.g. {differ[0]})")
 
 
 def group_by_seed(paths_with_seed) -> dict[int, list[pd.DataFrame]]:

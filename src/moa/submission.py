@@ -30,7 +30,7 @@ def validate_submission(submission: pd.DataFrame, sample: pd.DataFrame, test_fea
     """Same ids and columns as sample_submission, in its order; probabilities; controls at 0."""
     if list(submission.columns) != list(sample.columns):
         raise ValueError("submission columns differ from sample_submission's")
-    if not submission[schema.ID].equals(sample[schema.ID]):
+    if not np.array_equal(submission[schema.ID].to_numpy(), sample[schema.ID].to_numpy()):
         raise ValueError("submission rows differ from sample_submission's")
     values = submission.drop(columns=schema.ID).to_numpy()
     bad = ~np.isfinite(values) | (values < 0) | (values > 1)

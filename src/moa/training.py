@@ -82,7 +82,7 @@ def fit_fold(data: FoldData, arch: str, params: dict, seed: int, fold: int) -> F
     seed_everything(seed)
     valid = data.fold_of == fold
     if not valid.any():
-        raise ValueError(f"fold {fold} has no rows (folds present: {sorted(set(data.fold_of))})")
+        raise ValueError(f"fold {fold} has no rows (folds present: {sorted(set(data.fold_of.tolist()))})")
     started = time.perf_counter()
     model = models.build(arch, params)
     history = model.fit(data.x_train[~valid], data.y_train[~valid], data.x_train[valid], data.y_train[valid])

@@ -1,0 +1,63 @@
+"""The `moa` command: the few things people run outside Snakemake."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import pandas as pd
+
+from moa import collect, importer, schema, synth
+
+
+def _synth(args) -> None:
+    data = synth.synthesize(args.out, scale=args.scale, seed=args.seed)
+    print(f"wrote {len(data.train_features)} train and {len(data.test_features)} test rows to {args.out}")
+
+
+def _validate(args) -> None:
+    summary = importer.import_raw(args.src, args.out)
+    print(json.dumps(summary, indent=2))
+
+
+def _score(args) -> None:
+    score = collect.score(_read(args.predictions), _read(args.targets), _read(args.features))
+    print(json.dumps(score, indent=2))
+
+
+def _read(path: str) -> pd.DataFrame:
+    return pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="moa", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("synth", help="write a synthetic data set in the Kaggle layout, with its oracle")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--scale", type=float, default=1.0, help="share of the real number of drugs (default 1.0)")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(run=_synth)
+    v = sub.add_parser("validate", help="validate the six Kaggle CSVs and write them as Parquet")
+    v.add_argument("src", help="folder with the CSVs (plain or .csv.zip)")
+    v.add_argument("out", help="output folder for the Parquet files")
+    v.set_defaults(run=_validate)
+    c = sub.add_parser("score", help="competition log loss of predictions (all rows and treated rows)")
+    c.add_argument("predictions", help="sig_id + target columns (.csv or .parquet)")
+    c.add_argument("targets", help="true labels, sig_id + target columns")
+    c.add_argument("features", help=f"feature table with {schema.CP_TYPE} (controls are scored as 0)")
+    c.set_defaults(run=_score)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (schema.DataError, ValueError, FileNotFoundError) as error:
+        print(f"moa {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Tests of the score tables (moa.report)."""
+from __future__ import annotations
+
+import math
+import pathlib
+
+import pandas as pd
+import pytest
+
+from moa import report
+
+
+def scores() -> dict[str, dict]:
+    """score.json contents: a baseline, a model and an oracle, OOF and test."""
+    return {
+        "prior": {"oof": {"all_rows": 0.018, "treated_rows": 0.02}, "test": {"all_rows": 0.036, "treated_rows": 0.04}},
+        "model": {"oof": {"all_rows": 0.014, "treated_rows": 0.015}, "test": {"all_rows": 0.028, "treated_rows": 0.03}},
+        "oracle": {"oof": {"all_rows": 0.009, "treated_rows": 0.01}, "test": {"all_rows": 0.018, "treated_rows": 0.02}},
+    }
+
+
+# --- score_table ---------------------------------------------------------------------------------
+
+def test_score_table_ratios_to_baseline_and_gap_closed():
+    table = report.score_table(scores(), baseline="prior", oracle="oracle")
+
+    assert list(table.index) == ["prior", "model", "oracle"]
+    assert list(table.columns) == ["oof_all", "oof_treated", "test_all", "test_treated",
+                                   "oof_treated/prior", "oof_treated gap closed",
+                                   "test_treated/prior", "test_treated gap closed"]
+    assert table.loc["model", "oof_all"] == 0.014
+    assert table.loc["model", "test_treated"] == 0.03
+    # 0.015 / 0.02 = 0.75; (0.02 - 0.015) / (0.02 - 0.01) = 0.5
+    assert table.loc["model", "oof_treated/prior"] == pytest.approx(0.75)
+    assert table.loc["model", "oof_treated gap closed"] == pytest.approx(0.5)
+    # 0.03 / 0.04 = 0.75; (0.04 - 0.03) / (0.04 - 0.02) = 0.5
+    assert table.loc["model", "test_treated/prior"] == pytest.approx(0.75)
+    assert table.loc["model", "test_treated gap closed"] == pytest.approx(0.5)
+    assert table.loc["prior", "oof_treated/prior"] == pytest.approx(1.0)
+    assert table.loc["prior", "oof_treated gap closed"] == pytest.approx(0.0)
+    assert table.loc["oracle", "oof_treated/prior"] == pytest.approx(0.5)
+    assert table.loc["oracle", "oof_treated gap closed"] == pytest.approx(1.0)
+
+
+def test_score_table_without_oracle_has_ratios_but_no_gap():
+    table = report.score_table(scores(), baseline="prior")
+
+    assert "oof_treated/prior" in table and "test_treated/prior" in table
+    assert not any("gap closed" in c for c in table.columns)
+
+
+def test_score_table_without_baseline_has_only_scores():
+    table = report.score_table(scores())
+
+    assert list(table.columns) == ["oof_all", "oof_treated", "test_all", "test_treated"]
+
+
+def test_score_table_drops_parts_nobody_has_and_leaves_nan_for_missing_ones():
+    only_oof = {name: {"oof": s["oof"]} for name, s in scores().items()}
+    assert list(report.score_table(only_oof, baseline="prior")) == ["oof_all", "oof_treated", "oof_treated/prior"]
+
+    mixed = scores()
+    del mixed["model"]["test"]
+    table = report.score_table(mixed, baseline="prior")
+    assert math.isnan(table.loc["model", "test_treated"])
+    assert math.isnan(table.loc["model", "test_treated/prior"])
+    assert table.loc["oracle", "test_treated/prior"] == pytest.approx(0.5)
+
+
+# --- to_markdown ---------------------------------------------------------------------------------
+
+def test_to_markdown_lines():
+    table = pd.DataFrame({"loss": [0.0123456, math.nan], "ratio": [1.0, 0.75]},
+                         index=pd.Index(["prior", "mlp"], name="name"))
+
+    assert report.to_markdown(table, digits=3) == (
+        "| name | loss | ratio |\n"
+        "|---|---|---|\n"
+        "| prior | 0.012 | 1.000 |\n"
+        "| mlp |  | 0.750 |\n"
+    )
+
+
+def test_to_markdown_of_a_score_table_has_one_line_per_entry():
+    table = report.score_table(scores(), baseline="prior", oracle="oracle")
+
+    lines = report.to_markdown(table).splitlines()
+
+    assert len(lines) == 2 + 3
+    assert lines[0] == "| name | " + " | ".join(table.columns) + " |"
+    assert lines[1] == "|" + "---|" * 9
+    assert lines[3] == ("| model | 0.01400 | 0.01500 | 0.02800 | 0.03000 | 0.75000 | 0.50000 | 0.75000 | 0.50000 |")
+
+
+# --- write_summary -------------------------------------------------------------------------------
+
+def test_write_summary_writes_title_and_table(tmp_path):
+    table = report.score_table(scores(), baseline="prior", oracle="oracle")
+    path = tmp_path / "report" / "summary.md"
+
+    text = report.write_summary(table, path, title="my run")
+
+    assert path.read_text() == text
+    assert text.startswith("# my run\n\n")
+    assert text.endswith(report.to_markdown(table))
+    assert [p.name for p in path.parent.iterdir()] == ["summary.md"]   # no temporary file left
+
+
+def test_write_summary_is_atomic_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "summary.md"
+    path.write_text("previous summary\n")
+    table = report.score_table(scores())
+
+    def partial_then_fail(self, data, *args, **kwargs):
+        with open(self, "w") as handle:
+            handle.write(data[:10])
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pathlib.Path, "write_text", partial_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        report.write_summary(table, path)
+    monkeypatch.undo()
+
+    assert path.read_text() == "previous summary\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.md"]

@@ -1,0 +1,116 @@
+"""The whole DAG, run by snakemake on the tiny config (config/test.yaml) in a scratch folder."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+
+def snakemake(workdir: Path, configfile: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    command = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+               "--configfile", str(configfile), "--cores", "2", *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if check and done.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
+    return done
+
+
+def write_config(path: Path, **changes) -> Path:
+    config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    for key, value in changes.items():
+        config[key] = value
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("workflow")
+    snakemake(workdir, REPO / "config" / "test.yaml")
+    return workdir
+
+
+def test_submission_has_the_kaggle_shape_and_zero_controls(run):
+    submission = pd.read_csv(run / "results" / "submission.csv")
+    sample = pd.read_parquet(run / "results" / "data" / "sample_submission.parquet")
+    test = pd.read_parquet(run / "results" / "data" / "test_features.parquet")
+    assert list(submission.columns) == list(sample.columns)
+    assert submission.shape == (len(test), 207)
+    assert submission["sig_id"].tolist() == sample["sig_id"].tolist()
+    values = submission.drop(columns="sig_id").to_numpy()
+    assert ((values >= 0) & (values <= 1)).all()
+    control = test.set_index("sig_id").loc[submission["sig_id"], "cp_type"].eq("ctl_vehicle").to_numpy()
+    assert control.any() and (values[control] == 0).all()
+    assert (values[~control] > 0).any()
+
+
+def test_every_level_writes_a_score(run):
+    results = run / "results"
+    for path in ["models/prior/score.json", "models/prior_new/score.json", "blend/score.json", "oracle/score.json"]:
+        score = json.loads((results / path).read_text())
+        assert 0 < score["oof"]["treated_rows"] < 1 and 0 < score["test"]["all_rows"] < 1
+    summary = (results / "report" / "summary.md").read_text()
+    assert "oracle" in summary and "| prior |" in summary
+    oracle = json.loads((results / "oracle" / "score.json").read_text())
+    prior = json.loads((results / "models/prior/score.json").read_text())
+    assert oracle["test"]["treated_rows"] < prior["test"]["treated_rows"]
+
+
+def test_each_job_has_a_log_and_a_benchmark(run):
+    results = run / "results"
+    assert (results / "logs" / "train" / "prior" / "seed1" / "fold2.log").exists()
+    assert (results / "benchmarks" / "train" / "prior" / "seed1" / "fold2.tsv").exists()
+    for name in ["oof.parquet", "test.parquet", "model.pt", "history.csv", "metrics.json"]:
+        assert (results / "models" / "prior" / "seed0" / "fold0" / name).exists()
+
+
+def test_a_second_run_has_nothing_to_do(run):
+    done = snakemake(run, REPO / "config" / "test.yaml", "-n")
+    assert "Nothing to be done" in done.stdout + done.stderr
+
+
+def test_kaggle_source_imports_user_csvs(run, tmp_path):
+    user_dir = tmp_path / "lish-moa"
+    shutil.copytree(run / "results" / "synthetic", user_dir,
+                    ignore=shutil.ignore_patterns("*.parquet", "*.json"))
+    config = write_config(tmp_path / "kaggle.yaml", data={"source": "kaggle", "dir": str(user_dir)})
+    snakemake(tmp_path, config, "results/data/train_features.parquet")
+    imported = pd.read_parquet(tmp_path / "results" / "data" / "train_features.parquet")
+    expected = pd.read_parquet(run / "results" / "data" / "train_features.parquet")
+    pd.testing.assert_frame_equal(imported, expected)
+    assert not (tmp_path / "results" / "synthetic").exists()
+
+
+def test_kaggle_source_reports_a_missing_file_by_name(tmp_path):
+    user_dir = tmp_path / "empty"
+    user_dir.mkdir()
+    config = write_config(tmp_path / "kaggle.yaml", data={"source": "kaggle", "dir": str(user_dir)})
+    done = snakemake(tmp_path, config, "results/data/train_features.parquet", check=False)
+    assert done.returncode != 0
+    assert "train_features.csv" in done.stdout + done.stderr
+    assert not (tmp_path / "results" / "data" / "train_features.parquet").exists()
+
+
+def test_one_fold_file_builds_only_what_it_needs(tmp_path):
+    done = snakemake(tmp_path, REPO / "config" / "test.yaml", "-n",
+                     "results/models/prior/seed1/fold2/oof.parquet")
+    stats = (done.stdout + done.stderr).split("Job stats:")[1].split("\n\n")[0]
+    counts = {job: int(n) for job, n in (line.split() for line in stats.splitlines()[3:])}
+    assert counts == {"synthesize_data": 1, "import_data": 1, "folds": 1, "train": 1, "total": 4}
+
+
+def test_config_naming_an_unknown_cv_fails_at_parse_time(tmp_path):
+    models = {"prior": {"arch": "prior", "cv": "missing", "seeds": [0]}}
+    config = write_config(tmp_path / "bad.yaml", models=models)
+    done = snakemake(tmp_path, config, "-n", check=False)
+    assert done.returncode != 0
+    assert "model 'prior': cv 'missing' is not a scheme under cv" in done.stdout + done.stderr
