@@ -13,6 +13,7 @@ validate(config, "config/schema.yaml")
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/folds.smk"
+include: "rules/features.smk"
 include: "rules/train.smk"
 include: "rules/collect.smk"
 include: "rules/blend.smk"

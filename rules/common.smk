@@ -18,6 +18,7 @@ SYNTHETIC = config["data"]["source"] == "synthetic"
 wildcard_constraints:
     model="|".join(sorted(config["models"])) or "-",
     cv="|".join(sorted(config["cv"])),
+    fset="|".join(sorted(config.get("feature_sets") or {})) or "-",
     seed=r"\d+",
     fold=r"\d+",
 
@@ -29,6 +30,10 @@ def check_config():
             raise ValueError(
                 f"model {name!r}: cv {model['cv']!r} is not a scheme under cv "
                 f"(known: {', '.join(config['cv'])})"
+            )
+        if model.get("features") and model["features"] not in config.get("feature_sets", {}):
+            raise ValueError(
+                f"model {name!r}: features {model['features']!r} is not a set under feature_sets"
             )
     for member in config["blend"]["members"]:
         if member not in config["models"]:

@@ -55,7 +55,8 @@ def test_submission_has_the_kaggle_shape_and_zero_controls(run):
 
 def test_every_level_writes_a_score(run):
     results = run / "results"
-    for path in ["models/prior/score.json", "models/prior_new/score.json", "blend/score.json", "oracle/score.json"]:
+    for path in ["models/prior/score.json", "models/prior_new/score.json", "models/linear/score.json",
+                 "blend/score.json", "oracle/score.json"]:
         score = json.loads((results / path).read_text())
         assert 0 < score["oof"]["treated_rows"] < 1 and 0 < score["test"]["all_rows"] < 1
     summary = (results / "report" / "summary.md").read_text()
@@ -71,6 +72,21 @@ def test_each_job_has_a_log_and_a_benchmark(run):
     assert (results / "benchmarks" / "train" / "prior" / "seed1" / "fold2.tsv").exists()
     for name in ["oof.parquet", "test.parquet", "model.pt", "history.csv", "metrics.json"]:
         assert (results / "models" / "prior" / "seed0" / "fold0" / name).exists()
+
+
+def test_engineered_features_feed_the_model_and_can_be_reapplied(run, tmp_path):
+    from moa import cli
+
+    features = run / "results" / "features" / "small"
+    train = pd.read_parquet(features / "train.parquet")
+    assert {"cp_time_24", "cluster_g-0", "fa_c-2", "gc_std"} <= set(train.columns)
+    linear = json.loads((run / "results" / "models" / "linear" / "score.json").read_text())
+    prior = json.loads((run / "results" / "models" / "prior" / "score.json").read_text())
+    assert linear["test"]["treated_rows"] < prior["test"]["treated_rows"]
+    out = tmp_path / "new.parquet"
+    assert cli.main(["features", str(features / "fitted.joblib"),
+                     str(run / "results" / "data" / "test_features.parquet"), str(out)]) == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(features / "test.parquet"))
 
 
 def test_a_second_run_has_nothing_to_do(run):

@@ -7,7 +7,8 @@ import sys
 
 import pandas as pd
 
-from moa import collect, importer, schema, synth
+from moa import collect, importer, io, schema, synth
+from moa.features.pipeline import FeaturePipeline
 
 
 def _synth(args) -> None:
@@ -23,6 +24,13 @@ def _validate(args) -> None:
 def _score(args) -> None:
     score = collect.score(_read(args.predictions), _read(args.targets), _read(args.features))
     print(json.dumps(score, indent=2))
+
+
+def _features(args) -> None:
+    pipeline = FeaturePipeline.load(args.fitted)
+    table = pipeline.transform(_read(args.features))
+    io.write_parquet(table, args.out)
+    print(f"wrote {len(table)} rows x {table.shape[1] - 1} features of set {pipeline.name!r} to {args.out}")
 
 
 def _read(path: str) -> pd.DataFrame:
@@ -46,6 +54,11 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("targets", help="true labels, sig_id + target columns")
     c.add_argument("features", help=f"feature table with {schema.CP_TYPE} (controls are scored as 0)")
     c.set_defaults(run=_score)
+    f = sub.add_parser("features", help="apply a fitted feature set (fitted.joblib) to new profiles")
+    f.add_argument("fitted", help="results/features/<set>/fitted.joblib")
+    f.add_argument("features", help="feature table in the Kaggle layout (.csv or .parquet)")
+    f.add_argument("out", help="output .parquet")
+    f.set_defaults(run=_features)
     return p
 
 

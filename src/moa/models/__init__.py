@@ -1,9 +1,10 @@
 """Model factory: one `arch` name in the config -> one model class."""
 from __future__ import annotations
 
+from moa.models.linear import LinearModel
 from moa.models.prior import PriorModel
 
-ARCHITECTURES = {"prior": PriorModel}
+ARCHITECTURES = {"prior": PriorModel, "linear": LinearModel}
 
 
 def build(arch: str, params: dict | None = None):
