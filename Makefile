@@ -30,6 +30,7 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/synth_oracle.py
+	$(BIN)/python bench/features.py
 
 clean:
 	rm -rf results .snakemake

@@ -65,10 +65,10 @@ class SynthConfig:
 
     scale: float = 1.0
     seed: int = 0
-    signal: float = 0.55                 # norm scale of the label effects on genes
+    signal: float = 1.3                  # norm scale of the label effects on genes
     potency_levels: tuple = (0.0, 0.5, 1.0, 1.6)
-    potency_probs: tuple = (0.35, 0.2, 0.3, 0.15)
-    drug_signature: float = 0.35         # per-gene std of a drug's own isotropic signature
+    potency_probs: tuple = (0.45, 0.1, 0.25, 0.2)   # many compounds are inactive at these doses
+    drug_signature: float = 0.2          # per-gene std of a drug's own isotropic signature
     drug_rank: int = 16                  # rank of the drug's structured signature
     toxicity_scale: float = 3.0          # mean toxicity load of a cytotoxic label
     n_gene_blocks: int = 24

@@ -64,3 +64,26 @@ class FrameTransformer(TransformerMixin, BaseEstimator):
 def _require_frame(X: object, owner: str) -> None:
     if not isinstance(X, pd.DataFrame):
         raise TypeError(f"{owner} expects a pandas DataFrame, got {type(X).__name__}")
+
+
+class ComponentsTransformer(FrameTransformer):
+    """A fitted sklearn decomposition whose components are output as `{prefix}-0..`;
+    subclasses say which estimator by `_estimator()`."""
+
+    def __init__(self, n_components: int, seed: int = 0, prefix: str = "components") -> None:
+        self.n_components = n_components
+        self.seed = seed
+        self.prefix = prefix
+
+    def _estimator(self):
+        raise NotImplementedError
+
+    def fit(self, X: pd.DataFrame, y: object = None):
+        self._remember_input(X)
+        self.estimator_ = self._estimator().fit(numeric_values(X))
+        self.feature_names_out_ = [f"{self.prefix}-{i}" for i in range(len(self.estimator_.components_))]
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        self._check_input(X)
+        return self._output(X, self.estimator_.transform(numeric_values(X)))
