@@ -1,263 +1,114 @@
-"""Tests of one training job (moa.training) with the prior model, and of the model factory."""
+"""The training loop and the MLP: learning, best-epoch checkpointing, determinism, the schedule."""
 from __future__ import annotations
 
-import json
-import math
-
 import numpy as np
-import pandas as pd
 import pytest
 import torch
+from torch import nn
 
-from moa import metrics, models, training
-from moa.models.prior import PriorModel
-from moa.schema import CONTROL, TREATED
+from moa import metrics
+from moa.models.mlp import MLP, MLPModel
+from moa.training import NetworkTraining, batches, predict_network, seed_everything, train_network
 
-TARGETS = ["a", "b"]
-# 6 train rows x 2 targets, three folds of two rows each.
-Y_A = [1, 1, 1, 0, 0, 1]
-Y_B = [0, 0, 1, 1, 1, 0]
-FOLDS = [0, 0, 1, 1, 2, 2]
-# Positive rate of the rows outside each fold, computed by hand:
-#   fold 0 trains on rows 3..6: a = [1,0,0,1] -> 0.5,  b = [1,1,1,0] -> 0.75
-#   fold 1 trains on rows 1,2,5,6: a = [1,1,0,1] -> 0.75, b = [0,0,1,0] -> 0.25
-#   fold 2 trains on rows 1..4: a = [1,1,1,0] -> 0.75, b = [0,0,1,1] -> 0.5
-PRIOR_OF_FOLD = {0: [0.5, 0.75], 1: [0.75, 0.25], 2: [0.75, 0.5]}
+SMALL_NET = {"hidden": [32], "dropout": [0.0, 0.0], "weight_norm": [True, False]}
 
 
-def sig(i: int) -> str:
-    return f"id_{i:09d}"
+def separable(n=600, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 8)).astype(np.float32)
+    y = np.stack([x[:, 0] + x[:, 1] > 0, x[:, 2] * x[:, 3] > 0]).T.astype(np.float32)
+    return x, y
 
 
-def features(ids, cp_types, offset: float = 0.0) -> pd.DataFrame:
-    n = len(ids)
-    return pd.DataFrame({
-        "sig_id": ids,
-        "cp_type": cp_types,
-        "cp_time": [24] * n,
-        "cp_dose": ["D1"] * n,
-        "drug_id": ["drug"] * n,
-        "g-0": np.arange(n, dtype=float) + offset,
-        "c-0": -np.arange(n, dtype=float) - offset,
-    })
+def fitted(seed=0, **recipe):
+    x, y = separable()
+    seed_everything(seed)
+    model = MLPModel(SMALL_NET, **{"epochs": 12, "batch_size": 64, **recipe})
+    history = model.fit(x[:450], y[:450], x[450:], y[450:])
+    return model, history, x, y
 
 
-def tables():
-    train_ids = [sig(i) for i in range(1, 7)]
-    test_ids = [sig(i) for i in range(101, 104)]
-    train = features(train_ids, [TREATED] * 6)
-    test = features(test_ids, [TREATED, CONTROL, TREATED], offset=100.0)
-    targets = pd.DataFrame({"sig_id": train_ids, "a": Y_A, "b": Y_B})
-    folds = pd.DataFrame({"sig_id": train_ids, "fold": FOLDS})
-    return train, test, targets, folds
+def test_learns_a_small_nonlinear_problem():
+    model, history, x, y = fitted()
+    prior = metrics.log_loss(y[450:], np.broadcast_to(y[:450].mean(0), (150, 2)))
+    assert metrics.log_loss(y[450:], model.predict(x[450:])) < 0.6 * prior
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
 
 
-def fold_data(kind: str = "scored") -> training.FoldData:
-    train, test, targets, folds = tables()
-    return training.load_fold_data(train, test, targets, folds, kind)
+def test_keeps_the_best_validation_epoch():
+    model, history, x, y = fitted()
+    best = min(h["valid_loss"] for h in history)
+    with torch.no_grad():
+        logits = model.module.eval()(torch.as_tensor(x[450:]))
+        loss = float(nn.BCEWithLogitsLoss()(logits, torch.as_tensor(y[450:])))
+    assert loss == pytest.approx(best, rel=1e-5)
 
 
-# --- load_fold_data / select_targets -------------------------------------------------------------
+def test_checkpoint_reload_reproduces_predictions_exactly(tmp_path):
+    model, _, x, _ = fitted()
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    reloaded = MLPModel(SMALL_NET)
+    reloaded.load_state_dict(torch.load(tmp_path / "model.pt"))
+    np.testing.assert_array_equal(reloaded.predict(x), model.predict(x))
 
-def test_load_fold_data_drops_id_and_categorical_columns_and_follows_folds_order():
-    train, test, targets, folds = tables()
-    folds = folds.iloc[[5, 0, 3, 1, 4, 2]].reset_index(drop=True)
 
-    data = training.load_fold_data(train, test, targets, folds, "scored")
+def test_same_seed_gives_identical_predictions_and_another_seed_does_not():
+    a, _, x, _ = fitted(seed=3)
+    b, _, _, _ = fitted(seed=3)
+    c, _, _, _ = fitted(seed=4)
+    np.testing.assert_array_equal(a.predict(x), b.predict(x))
+    assert not np.array_equal(a.predict(x), c.predict(x))
 
-    assert list(data.train_ids) == [sig(i) for i in (6, 1, 4, 2, 5, 3)]
-    assert list(data.fold_of) == [2, 0, 1, 0, 2, 1]
-    # only g-0 and c-0 remain, rows in folds order (g-0 of sig(i) is i - 1)
-    np.testing.assert_array_equal(data.x_train, np.array([[5, -5], [0, 0], [3, -3], [1, -1], [4, -4], [2, -2]],
-                                                         dtype=np.float32))
-    np.testing.assert_array_equal(data.y_train[:, 0], np.array(Y_A, dtype=np.float32)[[5, 0, 3, 1, 4, 2]])
-    np.testing.assert_array_equal(data.y_train[:, 1], np.array(Y_B, dtype=np.float32)[[5, 0, 3, 1, 4, 2]])
-    assert data.x_train.dtype == np.float32 and data.y_train.dtype == np.float32
-    assert data.x_test.shape == (3, 2)
-    assert list(data.test_is_control) == [False, True, False]
-    assert data.target_names == TARGETS
 
+def test_one_cycle_schedule_runs_from_max_lr_over_div_to_max_lr_and_down():
+    _, history, _, _ = fitted(epochs=10, max_lr=1e-2, div_factor=1e3, pct_start=0.2)
+    lrs = [h["lr"] for h in history]
+    assert max(lrs) == pytest.approx(1e-2, rel=0.1)
+    assert lrs.index(max(lrs)) in (1, 2) and lrs[-1] < 1e-5
 
-def test_load_fold_data_aligns_tables_by_sig_id_not_position():
-    train, test, targets, folds = tables()
-    reference = training.load_fold_data(train, test, targets, folds, "scored")
 
-    shuffled = training.load_fold_data(
-        train.sample(frac=1, random_state=1).reset_index(drop=True), test,
-        targets.sample(frac=1, random_state=2).reset_index(drop=True), folds, "scored")
+def test_early_stopping_stops_after_patience():
+    _, history, _, _ = fitted(epochs=50, early_stopping=0, max_lr=0.5)
+    assert len(history) < 50
 
-    np.testing.assert_array_equal(shuffled.x_train, reference.x_train)
-    np.testing.assert_array_equal(shuffled.y_train, reference.y_train)
-    np.testing.assert_array_equal(shuffled.x_test, reference.x_test)
 
+def test_smoothing_and_clipping_of_targets():
+    recipe = NetworkTraining(smoothing=0.001)
+    np.testing.assert_allclose(recipe.soft_targets(torch.tensor([0.0, 1.0])).numpy(), [0.0005, 0.9995])
+    clipped = NetworkTraining(smoothing=0.0, clip_targets=(0.0005, 0.9995))
+    np.testing.assert_allclose(clipped.soft_targets(torch.tensor([0.0, 1.0])).numpy(), [0.0005, 0.9995])
 
-def test_load_fold_data_uses_engineered_tables_for_inputs_and_raw_tables_for_controls():
-    train, test, targets, folds = tables()
-    model_train = pd.DataFrame({"sig_id": train["sig_id"][::-1].to_numpy(), "f": np.arange(6.0) * 10})
-    model_test = pd.DataFrame({"sig_id": test["sig_id"][::-1].to_numpy(), "f": [7.0, 8.0, 9.0]})
 
-    data = training.load_fold_data(train, test, targets, folds, "scored", model_train, model_test)
+def test_batches_cover_every_row_once_and_never_hold_a_single_row():
+    generator = torch.Generator().manual_seed(0)
+    parts = list(batches(10, 3, generator))
+    assert [len(p) for p in parts] == [3, 3, 3]
+    assert len(set(torch.cat(parts).tolist())) == 9
+    assert sorted(torch.cat(list(batches(9, 3, generator))).tolist()) == list(range(9))
 
-    np.testing.assert_array_equal(data.x_train[:, 0], [50, 40, 30, 20, 10, 0])
-    np.testing.assert_array_equal(data.x_test[:, 0], [9, 8, 7])
-    assert list(data.test_is_control) == [False, True, False]
 
+def test_the_write_up_blocks():
+    three_stage = MLP(1087, 331)
+    kinds = [type(m).__name__.replace("Parametrized", "") for m in three_stage.layers]
+    assert kinds == ["BatchNorm1d", "Dropout", "Linear", "LeakyReLU", "BatchNorm1d", "Dropout", "Linear",
+                     "LeakyReLU", "BatchNorm1d", "Dropout", "Linear"]
+    linears = [m for m in three_stage.layers if isinstance(m, nn.Linear)]
+    assert [hasattr(m, "parametrizations") for m in linears] == [True, False, True]
+    assert [m.p for m in three_stage.layers if isinstance(m, nn.Dropout)] == [0.15, 0.3, 0.25]
+    simple = MLP(1032, 206, dropout=[0, 0.25, 0.25])
+    assert [m.p for m in simple.layers if isinstance(m, nn.Dropout)] == [0.25, 0.25]
+    two_fc = MLP(954, 331, hidden=[2048], dropout=[0.2, 0.25], weight_norm=[True, True], activation="relu")
+    assert sum(isinstance(m, nn.ReLU) for m in two_fc.layers) == 1
+    assert two_fc(torch.zeros(4, 954)).shape == (4, 331)
 
-def test_select_targets_nonscored_drops_all_zero_columns_and_scored_keeps_all():
-    targets = pd.DataFrame({"sig_id": [sig(1), sig(2)], "x": [0, 1], "zero": [0, 0], "y": [1, 1]})
 
-    assert training.select_targets(targets, "scored") == ["x", "zero", "y"]
-    assert training.select_targets(targets, "nonscored") == ["x", "y"]
+def test_bad_network_config_is_refused():
+    with pytest.raises(ValueError, match="dropout needs one value per layer"):
+        MLP(10, 2, hidden=[8], dropout=[0.1])
+    with pytest.raises(ValueError, match="unknown activation 'tanhh'"):
+        MLP(10, 2, activation="tanhh")
 
 
-def test_nonscored_targets_counted_only_on_rows_of_the_cv_scheme():
-    train, test, targets, folds = tables()
-    extra = pd.DataFrame({"sig_id": [sig(99)], "a": [1], "b": [1]})
-    targets = pd.concat([targets, extra], ignore_index=True)
-    targets["only_outside"] = [0] * 6 + [1]
-
-    assert training.load_fold_data(train, test, targets, folds, "nonscored").target_names == TARGETS
-    assert training.load_fold_data(train, test, targets, folds, "scored").target_names == [*TARGETS, "only_outside"]
-
-
-# --- fit_fold ------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("fold", [0, 1, 2])
-def test_prior_oof_is_the_validation_rows_at_the_training_rows_positive_rate(fold):
-    result = training.fit_fold(fold_data(), "prior", {}, seed=0, fold=fold)
-
-    valid_ids = [sig(i + 1) for i, f in enumerate(FOLDS) if f == fold]
-    assert list(result.oof.columns) == ["sig_id", *TARGETS]
-    assert list(result.oof["sig_id"]) == valid_ids
-    np.testing.assert_array_equal(result.oof[TARGETS].to_numpy(),
-                                  np.array([PRIOR_OF_FOLD[fold]] * 2, dtype=np.float32))
-    assert result.metrics["n_train"] == 4 and result.metrics["n_valid"] == 2
-    assert (result.metrics["seed"], result.metrics["fold"]) == (0, fold)
-
-
-def test_prior_test_predictions_are_the_rate_with_controls_at_zero():
-    result = training.fit_fold(fold_data(), "prior", {}, seed=0, fold=1)
-
-    assert list(result.test["sig_id"]) == [sig(101), sig(102), sig(103)]
-    np.testing.assert_array_equal(result.test[TARGETS].to_numpy(),
-                                  np.array([[0.75, 0.25], [0.0, 0.0], [0.75, 0.25]], dtype=np.float32))
-
-
-def test_fit_fold_valid_loss_matches_hand_computation_and_history_has_one_row():
-    result = training.fit_fold(fold_data(), "prior", {}, seed=0, fold=1)
-
-    # fold 1 validation rows are 3 and 4: a = [1, 0] predicted 0.75, b = [1, 1] predicted 0.25
-    loss_a = -(math.log(0.75) + math.log(0.25)) / 2
-    loss_b = -math.log(0.25)
-    assert result.metrics["valid_loss"] == pytest.approx((loss_a + loss_b) / 2, rel=1e-6)
-    # training rows 1, 2, 5, 6: a = [1,1,0,1] at 0.75, b = [0,0,1,0] at 0.25
-    train_a = -(3 * math.log(0.75) + math.log(0.25)) / 4
-    train_b = -(3 * math.log(0.75) + math.log(0.25)) / 4
-    assert result.metrics["train_loss"] == pytest.approx((train_a + train_b) / 2, rel=1e-6)
-    assert list(result.history.columns) == ["epoch", "train_loss", "valid_loss", "lr"]
-    assert len(result.history) == 1
-    assert result.history["valid_loss"].iloc[0] == result.metrics["valid_loss"]
-
-
-def test_prior_has_no_leakage_from_validation_labels():
-    train, test, targets, folds = tables()
-    before = training.fit_fold(fold_data(), "prior", {}, seed=0, fold=0)
-    flipped = targets.copy()
-    valid = (folds["fold"] == 0).to_numpy()
-    flipped.loc[valid, TARGETS] = 1 - flipped.loc[valid, TARGETS]
-
-    after = training.fit_fold(training.load_fold_data(train, test, flipped, folds, "scored"),
-                              "prior", {}, seed=0, fold=0)
-
-    pd.testing.assert_frame_equal(after.oof, before.oof)
-    pd.testing.assert_frame_equal(after.test, before.test)
-    np.testing.assert_array_equal(after.model.rates_, np.array(PRIOR_OF_FOLD[0]))
-    assert after.metrics["valid_loss"] != before.metrics["valid_loss"]
-
-
-def test_fit_fold_passes_params_to_the_model():
-    data = fold_data()
-    data.y_train = data.y_train.copy()
-    data.y_train[:, 1] = 0.0
-
-    result = training.fit_fold(data, "prior", {"floor": 0.01}, seed=0, fold=0)
-
-    assert result.model.floor == 0.01
-    np.testing.assert_allclose(result.oof["b"].to_numpy(), [0.01, 0.01], rtol=1e-6)
-
-
-def test_fit_fold_empty_fold_raises():
-    with pytest.raises(ValueError, match=r"fold 3 has no rows"):
-        training.fit_fold(fold_data(), "prior", {}, seed=0, fold=3)
-
-
-def test_fit_fold_empty_fold_message_lists_present_folds_readably():
-    with pytest.raises(ValueError, match=r"folds present: \[0, 1, 2\]"):
-        training.fit_fold(fold_data(), "prior", {}, seed=0, fold=3)
-
-
-def test_fit_fold_is_deterministic():
-    first = training.fit_fold(fold_data(), "prior", {}, seed=3, fold=0)
-    second = training.fit_fold(fold_data(), "prior", {}, seed=3, fold=0)
-
-    pd.testing.assert_frame_equal(first.oof, second.oof)
-    pd.testing.assert_frame_equal(first.test, second.test)
-    drop_time = lambda m: {k: v for k, v in m.items() if k != "seconds"}  # noqa: E731
-    assert drop_time(first.metrics) == drop_time(second.metrics)
-
-
-def test_oof_of_all_folds_tiles_the_rows_once():
-    data = fold_data()
-    oof = pd.concat([training.fit_fold(data, "prior", {}, seed=0, fold=f).oof for f in (0, 1, 2)])
-
-    assert sorted(oof["sig_id"]) == [sig(i) for i in range(1, 7)]
-
-
-# --- write_fold_result ---------------------------------------------------------------------------
-
-def test_write_fold_result_writes_five_files_and_the_model_reloads(tmp_path):
-    result = training.fit_fold(fold_data(), "prior", {}, seed=0, fold=1)
-    paths = {name: tmp_path / "out" / file for name, file in
-             [("oof", "oof.parquet"), ("test", "test.parquet"), ("model", "model.pt"),
-              ("history", "history.csv"), ("metrics", "metrics.json")]}
-
-    training.write_fold_result(result, **paths)
-
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in paths.values())
-    pd.testing.assert_frame_equal(pd.read_parquet(paths["oof"]), result.oof)
-    pd.testing.assert_frame_equal(pd.read_parquet(paths["test"]), result.test)
-    history = pd.read_csv(paths["history"])
-    assert list(history.columns) == ["epoch", "train_loss", "valid_loss", "lr"]
-    assert json.loads(paths["metrics"].read_text()) == result.metrics
-
-    reloaded = PriorModel()
-    reloaded.load_state_dict(torch.load(paths["model"]))
-    x = np.zeros((5, 2), dtype=np.float32)
-    np.testing.assert_array_equal(reloaded.predict(x), result.model.predict(x))
-    np.testing.assert_array_equal(reloaded.predict(x)[0], np.array([0.75, 0.25], dtype=np.float32))
-
-
-# --- models --------------------------------------------------------------------------------------
-
-def test_build_unknown_arch_lists_known_ones():
-    with pytest.raises(ValueError, match=r"unknown arch 'nope'; known: linear, prior"):
-        models.build("nope")
-
-
-def test_build_prior_with_and_without_params():
-    assert isinstance(models.build("prior"), PriorModel)
-    assert models.build("prior", {"floor": 0.2}).floor == 0.2
-
-
-def test_prior_predict_before_fit_raises():
-    with pytest.raises(RuntimeError, match="before fit"):
-        PriorModel().predict(np.zeros((2, 1)))
-
-
-def test_prior_floor_clips_rates_on_both_sides():
-    model = PriorModel(floor=0.1)
-    model.fit(None, np.array([[0, 1, 1], [0, 1, 0]]))
-
-    np.testing.assert_allclose(model.predict(np.zeros(3)), [[0.1, 0.9, 0.5]] * 3, rtol=1e-6)
-    assert model.predict(np.zeros(3)).dtype == np.float32
-    assert metrics.log_loss([[0, 1, 1]], model.predict([0])) > 0
+def test_predict_network_uses_large_batches_without_changing_results():
+    model, _, x, _ = fitted()
+    np.testing.assert_allclose(predict_network(model.module, x, batch_size=7), model.predict(x), rtol=1e-6)

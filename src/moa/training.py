@@ -1,16 +1,21 @@
-"""One training job: a model fitted on one (seed, fold) split, its validation and test predictions."""
+"""The one training loop of the PyTorch tabular models.
+
+Adam with weight decay under a OneCycle schedule stepped every batch (its max_lr overrides Adam's
+lr, as in the write-up), label smoothing and target clipping, the best epoch on validation loss
+kept (optionally stopping early), batches sliced from tensors held in memory and inference in large
+batches. The caller seeds every random source (`seed_everything`) before building the model.
+"""
 from __future__ import annotations
 
+import copy
 import logging
+import math
 import random
-import time
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import torch
-
-from moa import io, metrics, models, schema
+from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -22,100 +27,99 @@ def seed_everything(seed: int) -> None:
 
 
 @dataclass
-class FoldData:
-    """Everything one job sees, rows aligned by sig_id."""
+class NetworkTraining:
+    """The training recipe; defaults are the write-up's Simple NN (spec §6.2)."""
 
-    train_ids: np.ndarray       # the rows of the CV scheme
-    fold_of: np.ndarray         # their fold
-    x_train: np.ndarray
-    y_train: np.ndarray
-    test_ids: np.ndarray
-    x_test: np.ndarray
-    test_is_control: np.ndarray
-    target_names: list
+    epochs: int = 25
+    batch_size: int = 256
+    max_lr: float = 1e-2
+    div_factor: float = 1e3
+    pct_start: float = 0.1
+    weight_decay: float = 1e-5
+    smoothing: float = 0.001          # y -> y (1 - s) + s / 2
+    clip_targets: tuple | None = None  # e.g. (0.0005, 0.9995), applied after smoothing
+    early_stopping: int | None = None  # patience in epochs; None = run every epoch
+    inference_batch_size: int = 2048
 
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 2:
+            raise ValueError(f"need epochs >= 1 and batch_size >= 2, got {self.epochs}, {self.batch_size}")
+        if self.clip_targets is not None:
+            self.clip_targets = tuple(self.clip_targets)
 
-def select_targets(targets: pd.DataFrame, kind: str) -> list[str]:
-    """Target columns a model learns: all scored ones, or the non-scored ones with a positive."""
-    names = [c for c in targets.columns if c != schema.ID]
-    if kind == "nonscored":
-        names = [c for c, n in zip(names, targets[names].sum().to_numpy()) if n > 0]
-    return names
-
-
-def model_inputs(features: pd.DataFrame) -> pd.DataFrame:
-    """Numeric model inputs of a feature table: everything but the id and the categorical columns."""
-    return features.drop(columns=[c for c in (schema.ID, *schema.CATEGORICAL, schema.DRUG) if c in features])
-
-
-def load_fold_data(train_features: pd.DataFrame, test_features: pd.DataFrame, targets: pd.DataFrame,
-                   folds: pd.DataFrame, target_kind: str, model_train: pd.DataFrame | None = None,
-                   model_test: pd.DataFrame | None = None) -> FoldData:
-    """Align raw tables, engineered features (if any) and folds on sig_id."""
-    model_train = train_features if model_train is None else model_train
-    model_test = test_features if model_test is None else model_test
-    names = select_targets(targets[targets[schema.ID].isin(folds[schema.ID])], target_kind)
-    x_train = model_inputs(model_train.set_index(schema.ID).loc[folds[schema.ID]].reset_index())
-    y_train = targets.set_index(schema.ID).loc[folds[schema.ID], names]
-    x_test = model_inputs(model_test.set_index(schema.ID).loc[test_features[schema.ID]].reset_index())
-    return FoldData(
-        train_ids=folds[schema.ID].to_numpy(), fold_of=folds["fold"].to_numpy(),
-        x_train=x_train.to_numpy(np.float32), y_train=y_train.to_numpy(np.float32),
-        test_ids=test_features[schema.ID].to_numpy(),
-        x_test=x_test.to_numpy(np.float32),
-        test_is_control=(test_features[schema.CP_TYPE] == schema.CONTROL).to_numpy(),
-        target_names=names,
-    )
+    def soft_targets(self, y: torch.Tensor) -> torch.Tensor:
+        y = y * (1 - self.smoothing) + 0.5 * self.smoothing
+        return y.clamp(*self.clip_targets) if self.clip_targets else y
 
 
-@dataclass
-class FoldResult:
-    oof: pd.DataFrame
-    test: pd.DataFrame
-    model: object
-    history: pd.DataFrame
-    metrics: dict
+def batches(n_rows: int, batch_size: int, generator: torch.Generator):
+    """Shuffled index slices; a trailing batch of one row is dropped (BatchNorm cannot train on it)."""
+    order = torch.randperm(n_rows, generator=generator)
+    for start in range(0, n_rows, batch_size):
+        index = order[start:start + batch_size]
+        if len(index) > 1:
+            yield index
 
 
-def fit_fold(data: FoldData, arch: str, params: dict, seed: int, fold: int) -> FoldResult:
-    """Fit on every fold but `fold`, predict `fold` (OOF) and the test rows (controls at 0)."""
-    seed_everything(seed)
-    valid = data.fold_of == fold
-    if not valid.any():
-        raise ValueError(f"fold {fold} has no rows (folds present: {sorted(set(data.fold_of.tolist()))})")
-    started = time.perf_counter()
-    model = models.build(arch, params)
-    history = model.fit(data.x_train[~valid], data.y_train[~valid], data.x_train[valid], data.y_train[valid])
-    oof = model.predict(data.x_train[valid])
-    test = model.predict(data.x_test)
-    test = np.where(data.test_is_control[:, None], 0.0, test).astype(np.float32)
-    train_loss = metrics.log_loss(data.y_train[~valid], model.predict(data.x_train[~valid]))
-    valid_loss = metrics.log_loss(data.y_train[valid], oof)
-    if not history:
-        history = [{"epoch": 0, "train_loss": train_loss, "valid_loss": valid_loss, "lr": 0.0}]
-    log.info("seed %d fold %d: %d train rows, %d valid rows, valid log loss %.6f",
-             seed, fold, (~valid).sum(), valid.sum(), valid_loss)
-    return FoldResult(
-        oof=_table(data.train_ids[valid], oof, data.target_names),
-        test=_table(data.test_ids, test, data.target_names),
-        model=model,
-        history=pd.DataFrame(history),
-        metrics={"seed": seed, "fold": fold, "n_train": int((~valid).sum()), "n_valid": int(valid.sum()),
-                 "train_loss": train_loss, "valid_loss": valid_loss,
-                 "seconds": round(time.perf_counter() - started, 3)},
-    )
+def train_network(module: nn.Module, x_train, y_train, x_valid, y_valid, recipe: NetworkTraining) -> list[dict]:
+    """Train `module` in place; it ends with the weights of its best validation epoch."""
+    x = torch.as_tensor(x_train, dtype=torch.float32)
+    y_hard = torch.as_tensor(y_train, dtype=torch.float32)
+    y = recipe.soft_targets(y_hard)
+    has_valid = x_valid is not None and len(x_valid) > 0
+    if has_valid:
+        xv = torch.as_tensor(x_valid, dtype=torch.float32)
+        yv = torch.as_tensor(y_valid, dtype=torch.float32)
+    steps_per_epoch = max(1, math.ceil(len(x) / recipe.batch_size))
+    optimiser = torch.optim.Adam(module.parameters(), lr=recipe.max_lr / recipe.div_factor,
+                                 weight_decay=recipe.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=recipe.max_lr, div_factor=recipe.div_factor, pct_start=recipe.pct_start,
+        epochs=recipe.epochs, steps_per_epoch=steps_per_epoch)
+    loss_fn = nn.BCEWithLogitsLoss()
+    # the data order comes from its own generator, seeded from torch's (seeded by the caller)
+    generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,))))
+    history, best_loss, best_state, since_best = [], math.inf, None, 0
+    for epoch in range(recipe.epochs):
+        module.train()
+        total, seen = 0.0, 0
+        for index in batches(len(x), recipe.batch_size, generator):
+            optimiser.zero_grad(set_to_none=True)
+            loss = loss_fn(module(x[index]), y[index])
+            loss.backward()
+            optimiser.step()
+            if schedule.last_epoch + 1 < schedule.total_steps:
+                schedule.step()
+            total += float(loss.detach()) * len(index)
+            seen += len(index)
+        record = {"epoch": epoch, "train_loss": total / max(seen, 1), "lr": optimiser.param_groups[0]["lr"]}
+        if has_valid:
+            record["valid_loss"] = evaluate(module, xv, yv, loss_fn, recipe.inference_batch_size)
+            if record["valid_loss"] < best_loss:
+                best_loss, best_state, since_best = record["valid_loss"], copy.deepcopy(module.state_dict()), 0
+            else:
+                since_best += 1
+        history.append(record)
+        log.info("epoch %d: %s", epoch, {k: round(v, 6) for k, v in record.items() if k != "epoch"})
+        if recipe.early_stopping is not None and since_best > recipe.early_stopping:
+            break
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    return history
 
 
-def _table(ids, values, names) -> pd.DataFrame:
-    frame = pd.DataFrame(np.asarray(values, dtype=np.float32), columns=names)
-    frame.insert(0, schema.ID, ids)
-    return frame
+@torch.no_grad()
+def evaluate(module: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, batch_size: int) -> float:
+    """Loss against the hard labels, as the write-up selected checkpoints."""
+    module.eval()
+    total = sum(float(loss_fn(module(x[i:i + batch_size]), y[i:i + batch_size])) * len(x[i:i + batch_size])
+                for i in range(0, len(x), batch_size))
+    return total / len(x)
 
 
-def write_fold_result(result: FoldResult, oof, test, model, history, metrics) -> None:
-    io.write_parquet(result.oof, oof)
-    io.write_parquet(result.test, test)
-    with io.atomic_path(model) as tmp:
-        torch.save(result.model.state_dict(), tmp)
-    io.write_csv(result.history, history)
-    io.write_json(result.metrics, metrics)
+@torch.no_grad()
+def predict_network(module: nn.Module, x, batch_size: int = 2048) -> np.ndarray:
+    module.eval()
+    x = torch.as_tensor(x, dtype=torch.float32)
+    parts = [torch.sigmoid(module(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
+    return torch.cat(parts).numpy() if parts else np.zeros((0, 0), np.float32)

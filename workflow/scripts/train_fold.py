@@ -1,13 +1,13 @@
 import pandas as pd
 import torch
 
-from moa import logs, training
+from moa import jobs, logs
 
 logs.to_file(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 model = snakemake.params.model
 optional = {k: pd.read_parquet(snakemake.input[k]) for k in ("model_train", "model_test") if k in snakemake.input.keys()}
-data = training.load_fold_data(
+data = jobs.load_fold_data(
     pd.read_parquet(snakemake.input.train_features),
     pd.read_parquet(snakemake.input.test_features),
     pd.read_parquet(snakemake.input.targets),
@@ -15,6 +15,6 @@ data = training.load_fold_data(
     model.get("targets", "scored"),
     **optional,
 )
-result = training.fit_fold(data, model["arch"], model.get("params", {}),
+result = jobs.fit_fold(data, model["arch"], model.get("params", {}),
                            int(snakemake.wildcards.seed), int(snakemake.wildcards.fold))
-training.write_fold_result(result, **snakemake.output)
+jobs.write_fold_result(result, **snakemake.output)

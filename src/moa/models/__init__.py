@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from moa.models.linear import LinearModel
+from moa.models.mlp import MLPModel
 from moa.models.prior import PriorModel
 
-ARCHITECTURES = {"prior": PriorModel, "linear": LinearModel}
+ARCHITECTURES = {"prior": PriorModel, "linear": LinearModel, "mlp": MLPModel}
 
 
 def build(arch: str, params: dict | None = None):

@@ -1,0 +1,115 @@
+"""One training job: a model fitted on one (seed, fold) split, its validation and test predictions."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from moa import io, metrics, models, schema
+from moa.training import seed_everything
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FoldData:
+    """Everything one job sees, rows aligned by sig_id."""
+
+    train_ids: np.ndarray       # the rows of the CV scheme
+    fold_of: np.ndarray         # their fold
+    x_train: np.ndarray
+    y_train: np.ndarray
+    test_ids: np.ndarray
+    x_test: np.ndarray
+    test_is_control: np.ndarray
+    target_names: list
+
+
+def select_targets(targets: pd.DataFrame, kind: str) -> list[str]:
+    """Target columns a model learns: all scored ones, or the non-scored ones with a positive."""
+    names = [c for c in targets.columns if c != schema.ID]
+    if kind == "nonscored":
+        names = [c for c, n in zip(names, targets[names].sum().to_numpy()) if n > 0]
+    return names
+
+
+def model_inputs(features: pd.DataFrame) -> pd.DataFrame:
+    """Numeric model inputs of a feature table: everything but the id and the categorical columns."""
+    return features.drop(columns=[c for c in (schema.ID, *schema.CATEGORICAL, schema.DRUG) if c in features])
+
+
+def load_fold_data(train_features: pd.DataFrame, test_features: pd.DataFrame, targets: pd.DataFrame,
+                   folds: pd.DataFrame, target_kind: str, model_train: pd.DataFrame | None = None,
+                   model_test: pd.DataFrame | None = None) -> FoldData:
+    """Align raw tables, engineered features (if any) and folds on sig_id."""
+    model_train = train_features if model_train is None else model_train
+    model_test = test_features if model_test is None else model_test
+    names = select_targets(targets[targets[schema.ID].isin(folds[schema.ID])], target_kind)
+    x_train = model_inputs(model_train.set_index(schema.ID).loc[folds[schema.ID]].reset_index())
+    y_train = targets.set_index(schema.ID).loc[folds[schema.ID], names]
+    x_test = model_inputs(model_test.set_index(schema.ID).loc[test_features[schema.ID]].reset_index())
+    return FoldData(
+        train_ids=folds[schema.ID].to_numpy(), fold_of=folds["fold"].to_numpy(),
+        x_train=x_train.to_numpy(np.float32), y_train=y_train.to_numpy(np.float32),
+        test_ids=test_features[schema.ID].to_numpy(),
+        x_test=x_test.to_numpy(np.float32),
+        test_is_control=(test_features[schema.CP_TYPE] == schema.CONTROL).to_numpy(),
+        target_names=names,
+    )
+
+
+@dataclass
+class FoldResult:
+    oof: pd.DataFrame
+    test: pd.DataFrame
+    model: object
+    history: pd.DataFrame
+    metrics: dict
+
+
+def fit_fold(data: FoldData, arch: str, params: dict, seed: int, fold: int) -> FoldResult:
+    """Fit on every fold but `fold`, predict `fold` (OOF) and the test rows (controls at 0)."""
+    seed_everything(seed)
+    valid = data.fold_of == fold
+    if not valid.any():
+        raise ValueError(f"fold {fold} has no rows (folds present: {sorted(set(data.fold_of.tolist()))})")
+    started = time.perf_counter()
+    model = models.build(arch, params)
+    history = model.fit(data.x_train[~valid], data.y_train[~valid], data.x_train[valid], data.y_train[valid])
+    oof = model.predict(data.x_train[valid])
+    test = model.predict(data.x_test)
+    test = np.where(data.test_is_control[:, None], 0.0, test).astype(np.float32)
+    train_loss = metrics.log_loss(data.y_train[~valid], model.predict(data.x_train[~valid]))
+    valid_loss = metrics.log_loss(data.y_train[valid], oof)
+    if not history:
+        history = [{"epoch": 0, "train_loss": train_loss, "valid_loss": valid_loss, "lr": 0.0}]
+    log.info("seed %d fold %d: %d train rows, %d valid rows, valid log loss %.6f",
+             seed, fold, (~valid).sum(), valid.sum(), valid_loss)
+    return FoldResult(
+        oof=_table(data.train_ids[valid], oof, data.target_names),
+        test=_table(data.test_ids, test, data.target_names),
+        model=model,
+        history=pd.DataFrame(history),
+        metrics={"seed": seed, "fold": fold, "n_train": int((~valid).sum()), "n_valid": int(valid.sum()),
+                 "train_loss": train_loss, "valid_loss": valid_loss,
+                 "seconds": round(time.perf_counter() - started, 3)},
+    )
+
+
+def _table(ids, values, names) -> pd.DataFrame:
+    frame = pd.DataFrame(np.asarray(values, dtype=np.float32), columns=names)
+    frame.insert(0, schema.ID, ids)
+    return frame
+
+
+def write_fold_result(result: FoldResult, oof, test, model, history, metrics) -> None:
+    io.write_parquet(result.oof, oof)
+    io.write_parquet(result.test, test)
+    with io.atomic_path(model) as tmp:
+        torch.save(result.model.state_dict(), tmp)
+    io.write_csv(result.history, history)
+    io.write_json(result.metrics, metrics)

@@ -1,0 +1,71 @@
+"""The write-up's tabular networks as one configurable MLP, and the model that trains it.
+
+Each layer is BatchNorm -> Dropout (if > 0) -> Linear (weight-normed if asked) -> activation (not after
+the last). With the defaults it is the 3-stage NN's block (spec §4.4); the Simple NNs (§6.2) use
+dropout [0, 0.25, 0.25]; the 2-stage NN (§5.2) is hidden [2048], dropout [0.2, 0.25], ReLU, weight
+norm on both layers.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm as apply_weight_norm
+
+from moa.training import NetworkTraining, predict_network, train_network
+
+ACTIVATIONS = {"leaky_relu": lambda: nn.LeakyReLU(0.01), "relu": nn.ReLU}
+
+
+class MLP(nn.Module):
+    def __init__(self, n_in: int, n_out: int, hidden=(2048, 2048), dropout=(0.15, 0.3, 0.25),
+                 weight_norm=(True, False, True), activation: str = "leaky_relu"):
+        super().__init__()
+        widths = [n_in, *hidden, n_out]
+        n_layers = len(widths) - 1
+        for name, values in (("dropout", dropout), ("weight_norm", weight_norm)):
+            if len(values) != n_layers:
+                raise ValueError(f"MLP: {name} needs one value per layer ({n_layers}), got {list(values)}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"MLP: unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
+        layers: list[nn.Module] = []
+        for i, (width_in, width_out) in enumerate(zip(widths[:-1], widths[1:])):
+            layers.append(nn.BatchNorm1d(width_in))
+            if dropout[i] > 0:
+                layers.append(nn.Dropout(dropout[i]))
+            linear = nn.Linear(width_in, width_out)
+            layers.append(apply_weight_norm(linear) if weight_norm[i] else linear)
+            if i < n_layers - 1:
+                layers.append(ACTIVATIONS[activation]())
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class MLPModel:
+    """arch `mlp`: `network` holds the MLP's arguments, everything else is the training recipe."""
+
+    def __init__(self, network: dict | None = None, **training):
+        self.network = dict(network or {})
+        self.training = NetworkTraining(**training)
+        self.module: MLP | None = None
+        self.shape_: tuple[int, int] | None = None
+
+    def fit(self, x_train, y_train, x_valid=None, y_valid=None) -> list[dict]:
+        self.shape_ = (x_train.shape[1], y_train.shape[1])
+        self.module = MLP(*self.shape_, **self.network)
+        return train_network(self.module, x_train, y_train, x_valid, y_valid, self.training)
+
+    def predict(self, x) -> np.ndarray:
+        if self.module is None:
+            raise RuntimeError("MLPModel.predict called before fit")
+        return predict_network(self.module, x, self.training.inference_batch_size)
+
+    def state_dict(self) -> dict:
+        return {"shape": torch.tensor(self.shape_), "module": self.module.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.shape_ = tuple(int(v) for v in state["shape"])
+        self.module = MLP(*self.shape_, **self.network)
+        self.module.load_state_dict(state["module"])
