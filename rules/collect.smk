@@ -1,8 +1,8 @@
 rule collect:
     input:
+        unpack(model_scoring_inputs),
         oof=lambda wc: fold_outputs(wc.model, "oof.parquet"),
         test=lambda wc: fold_outputs(wc.model, "test.parquet"),
-        **scoring_inputs(),
     output:
         oof="results/models/{model}/oof.parquet",
         test="results/models/{model}/test.parquet",

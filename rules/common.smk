@@ -35,11 +35,42 @@ def check_config():
             raise ValueError(
                 f"model {name!r}: features {model['features']!r} is not a set under feature_sets"
             )
+    check_stacking()
     for member in config["blend"]["members"]:
         if member not in config["models"]:
             raise ValueError(f"blend member {member!r} is not a model under models")
+        if config["models"][member].get("targets", "scored") != "scored":
+            raise ValueError(f"blend member {member!r} predicts non-scored targets; blend scored models only")
     if config["data"]["source"] == "kaggle" and "dir" not in config["data"]:
         raise ValueError("data.source is kaggle but data.dir (the folder with the Kaggle CSVs) is not set")
+
+
+def check_stacking():
+    """Meta sources exist, share the stage's CV scheme and seeds, and form no cycle."""
+    models = config["models"]
+    for name, model in models.items():
+        for source in model.get("meta", []):
+            if source not in models:
+                raise ValueError(f"model {name!r}: meta source {source!r} is not a model under models")
+            for key in ("cv", "seeds"):
+                if models[source][key] != model[key]:
+                    raise ValueError(
+                        f"model {name!r} and its meta source {source!r} differ in {key}: "
+                        f"{model[key]!r} vs {models[source][key]!r} (a stage must use the same "
+                        "CV scheme and seeds as its meta sources)"
+                    )
+        if not model.get("base_features", True) and not model.get("meta"):
+            raise ValueError(f"model {name!r}: base_features is false but it has no meta sources")
+
+    def visit(name, path):
+        if name in path:
+            cycle = " -> ".join([*path[path.index(name):], name])
+            raise ValueError(f"models {cycle!r} form a cycle of meta sources")
+        for source in models[name].get("meta", []):
+            visit(source, [*path, name])
+
+    for name in models:
+        visit(name, [])
 
 
 check_config()
@@ -95,6 +126,9 @@ def train_inputs(wildcards):
         "targets": f"{DATA}/train_targets_{m.get('targets', 'scored')}.parquet",
         "folds": f"results/folds/{m['cv']}/seed{wildcards.seed}.parquet",
     }
+    if m.get("meta"):
+        inputs["meta_oof"] = [f"results/models/{s}/oof.parquet" for s in m["meta"]]
+        inputs["meta_test"] = [f"results/models/{s}/test.parquet" for s in m["meta"]]
     if m.get("features"):
         inputs["model_train"] = f"results/features/{m['features']}/train.parquet"
         inputs["model_test"] = f"results/features/{m['features']}/test.parquet"
@@ -104,6 +138,21 @@ def train_inputs(wildcards):
 def truth_inputs():
     """Held-out truth of synthetic data, used to score test predictions; nothing for real data."""
     return {"test_truth": f"{SYNTH}/test_targets_scored.parquet"} if SYNTHETIC else {}
+
+
+def model_scoring_inputs(wildcards):
+    """A model is scored on its own targets; held-out synthetic truth exists for scored ones only."""
+    if model_config(wildcards.model).get("targets", "scored") == "scored":
+        return scoring_inputs()
+    return {
+        "targets": f"{DATA}/train_targets_nonscored.parquet",
+        "train_features": f"{DATA}/train_features.parquet",
+        "test_features": f"{DATA}/test_features.parquet",
+    }
+
+
+def scored_models():
+    return [n for n, m in config["models"].items() if m.get("targets", "scored") == "scored"]
 
 
 def scoring_inputs():

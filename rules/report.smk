@@ -1,13 +1,13 @@
 rule report_summary:
     input:
-        models=expand("results/models/{model}/score.json", model=config["models"]),
+        models=expand("results/models/{model}/score.json", model=scored_models()),
         blend="results/blend/score.json",
         oracle=["results/oracle/score.json"] if SYNTHETIC else [],
     output:
         summary="results/report/summary.md",
         table="results/report/scores.csv",
     params:
-        models=list(config["models"]),
+        models=scored_models(),
         baseline=next((n for n, m in config["models"].items() if m["arch"] == "prior"), None),
     log:
         "results/logs/report_summary.log",

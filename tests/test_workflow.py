@@ -130,3 +130,47 @@ def test_config_naming_an_unknown_cv_fails_at_parse_time(tmp_path):
     done = snakemake(tmp_path, config, "-n", check=False)
     assert done.returncode != 0
     assert "model 'prior': cv 'missing' is not a scheme under cv" in done.stdout + done.stderr
+
+
+def job_counts(done: subprocess.CompletedProcess) -> dict[str, int]:
+    stats = (done.stdout + done.stderr).split("Job stats:")[1].split("\n\n")[0]
+    return {job: int(n) for job, n in (line.split() for line in stats.splitlines()[3:])}
+
+
+def test_a_stage_two_fold_builds_its_stage_one_and_nothing_else(tmp_path):
+    done = snakemake(tmp_path, REPO / "config" / "test.yaml", "-n",
+                     "results/models/stage2/seed0/fold1/oof.parquet")
+    assert job_counts(done) == {"synthesize_data": 1, "import_data": 1, "features": 1, "folds": 1,
+                                "train": 3 + 1, "collect": 1, "total": 9}
+
+
+def test_stacked_models_run_and_stage_three_sees_only_meta_features(run):
+    results = run / "results" / "models"
+    state = torch.load(results / "stage3" / "seed0" / "fold0" / "model.pt")
+    assert state["shape"].tolist() == [206, 206], "stage 3: the 206 stage-2 predictions in, 206 out"
+    stage1 = pd.read_parquet(results / "stage1" / "oof.parquet")
+    nonscored = pd.read_parquet(run / "results" / "data" / "train_targets_nonscored.parquet")
+    assert set(stage1.columns) - {"sig_id"} <= set(nonscored.columns)
+    assert json.loads((results / "stage1" / "score.json").read_text())["oof"]["treated_rows"] < 0.7
+
+
+def test_a_configfile_replaces_the_demo_config_instead_of_merging(tmp_path):
+    done = snakemake(tmp_path, REPO / "config" / "paper.yaml", "-n", "--config", "data={'source': 'synthetic'}")
+    text = done.stdout + done.stderr
+    assert "results/models/nn3_stage3/score.json" in text
+    assert "results/features/demo/" not in text and "models/linear/" not in text
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"stage2": {"meta": ["ghost"]}}, "model 'stage2': meta source 'ghost' is not a model under models"),
+    ({"stage1": {"meta": ["stage3"]}}, "form a cycle of meta sources"),
+    ({"stage2": {"seeds": [0, 1]}}, "model 'stage2' and its meta source 'stage1' differ in seeds"),
+    ({"stage3": {"meta": ["prior_new"]}}, "model 'stage3' and its meta source 'prior_new' differ in cv"),
+])
+def test_bad_stacking_fails_at_parse_time_naming_both_models(tmp_path, change, message):
+    models = yaml.safe_load((REPO / "config" / "test.yaml").read_text())["models"]
+    for name, values in change.items():
+        models[name] = {**models[name], **values}
+    done = snakemake(tmp_path, write_config(tmp_path / "bad.yaml", models=models), "-n", check=False)
+    assert done.returncode != 0
+    assert message in done.stdout + done.stderr

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from moa import io, metrics, models, schema
+from moa import io, metrics, models, schema, stacking
 from moa.training import seed_everything
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ class FoldData:
     x_test: np.ndarray
     test_is_control: np.ndarray
     target_names: list
+    feature_names: list
 
 
 def select_targets(targets: pd.DataFrame, kind: str) -> list[str]:
@@ -44,14 +45,23 @@ def model_inputs(features: pd.DataFrame) -> pd.DataFrame:
 
 def load_fold_data(train_features: pd.DataFrame, test_features: pd.DataFrame, targets: pd.DataFrame,
                    folds: pd.DataFrame, target_kind: str, model_train: pd.DataFrame | None = None,
-                   model_test: pd.DataFrame | None = None) -> FoldData:
-    """Align raw tables, engineered features (if any) and folds on sig_id."""
+                   model_test: pd.DataFrame | None = None, meta: dict | None = None,
+                   base_features: bool = True) -> FoldData:
+    """Align raw tables, engineered features (if any), meta-features of earlier stages (if any:
+    name -> (collected OOF, collected test)) and folds on sig_id."""
     model_train = train_features if model_train is None else model_train
     model_test = test_features if model_test is None else model_test
-    names = select_targets(targets[targets[schema.ID].isin(folds[schema.ID])], target_kind)
-    x_train = model_inputs(model_train.set_index(schema.ID).loc[folds[schema.ID]].reset_index())
-    y_train = targets.set_index(schema.ID).loc[folds[schema.ID], names]
-    x_test = model_inputs(model_test.set_index(schema.ID).loc[test_features[schema.ID]].reset_index())
+    train_ids, test_ids = folds[schema.ID], test_features[schema.ID]
+    names = select_targets(targets[targets[schema.ID].isin(train_ids)], target_kind)
+    x_train = model_inputs(model_train.set_index(schema.ID).loc[train_ids])
+    y_train = targets.set_index(schema.ID).loc[train_ids, names]
+    x_test = model_inputs(model_test.set_index(schema.ID).loc[test_ids])
+    if meta:
+        meta_train, meta_test = stacking.meta_features(meta, train_ids, test_ids)
+        x_train = pd.concat([x_train, meta_train], axis=1) if base_features else meta_train
+        x_test = pd.concat([x_test, meta_test], axis=1) if base_features else meta_test
+    elif not base_features:
+        raise ValueError("a model without base features needs meta sources")
     return FoldData(
         train_ids=folds[schema.ID].to_numpy(), fold_of=folds["fold"].to_numpy(),
         x_train=x_train.to_numpy(np.float32), y_train=y_train.to_numpy(np.float32),
@@ -59,6 +69,7 @@ def load_fold_data(train_features: pd.DataFrame, test_features: pd.DataFrame, ta
         x_test=x_test.to_numpy(np.float32),
         test_is_control=(test_features[schema.CP_TYPE] == schema.CONTROL).to_numpy(),
         target_names=names,
+        feature_names=list(x_train.columns),
     )
 
 

@@ -1,0 +1,31 @@
+"""Meta-features for stacking: earlier models' collected predictions as inputs of a later stage.
+
+Each source's OOF (train rows) and test predictions are quantile-transformed to a normal per
+column, with the transform fitted on the train OOF only, as the write-up's 3-stage NN did.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from moa import schema
+from moa.features.quantile import QuantileNormal
+
+
+def meta_features(sources: dict[str, tuple[pd.DataFrame, pd.DataFrame]], train_ids, test_ids,
+                  n_quantiles: int = 100, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """For each source (name -> (oof, test)), its predictions as columns `meta_{name}_{target}`,
+    aligned on `train_ids` and `test_ids`; returns (train, test) frames indexed by sig_id."""
+    train_parts, test_parts = [], []
+    for name, (oof, test) in sources.items():
+        oof, test = oof.set_index(schema.ID), test.set_index(schema.ID)
+        for ids, table, what in ((train_ids, oof, "OOF"), (test_ids, test, "test predictions")):
+            missing = pd.Index(ids).difference(table.index)
+            if len(missing):
+                raise ValueError(f"meta source {name!r}: its {what} lack row {missing[0]} "
+                                 "(a stage must use the same CV scheme as its meta sources)")
+        renamed = {c: f"meta_{name}_{c}" for c in oof.columns}
+        oof, test = oof.loc[train_ids].rename(columns=renamed), test.loc[test_ids].rename(columns=renamed)
+        transform = QuantileNormal(n_quantiles=min(n_quantiles, len(oof)), seed=seed).fit(oof)
+        train_parts.append(transform.transform(oof))
+        test_parts.append(transform.transform(test))
+    return pd.concat(train_parts, axis=1), pd.concat(test_parts, axis=1)
