@@ -31,6 +31,7 @@ lint: install
 bench: install
 	$(BIN)/python bench/synth_oracle.py
 	$(BIN)/python bench/features.py
+	$(BIN)/python bench/train_speed.py
 
 clean:
 	rm -rf results .snakemake
