@@ -8,7 +8,7 @@ from torch import nn
 
 from moa import metrics
 from moa.models.mlp import MLP, MLPModel
-from moa.training import NetworkTraining, batches, predict_network, seed_everything, train_network
+from moa.training import NetworkTraining, batches, predict_network, seed_everything
 
 SMALL_NET = {"hidden": [32], "dropout": [0.0, 0.0], "weight_norm": [True, False]}
 
