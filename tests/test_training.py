@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from moa import metrics
-from moa.models.mlp import MLP, MLPModel
+from moa.models.mlp import MLP, Dropout, MLPModel
 from moa.training import NetworkTraining, batches, predict_network, seed_everything
 
 SMALL_NET = {"hidden": [32], "dropout": [0.0, 0.0], "weight_norm": [True, False]}
@@ -94,12 +94,24 @@ def test_the_write_up_blocks():
                      "LeakyReLU", "BatchNorm1d", "Dropout", "Linear"]
     linears = [m for m in three_stage.layers if isinstance(m, nn.Linear)]
     assert [hasattr(m, "parametrizations") for m in linears] == [True, False, True]
-    assert [m.p for m in three_stage.layers if isinstance(m, nn.Dropout)] == [0.15, 0.3, 0.25]
+    assert [m.p for m in three_stage.layers if isinstance(m, Dropout)] == [0.15, 0.3, 0.25]
     simple = MLP(1032, 206, dropout=[0, 0.25, 0.25])
-    assert [m.p for m in simple.layers if isinstance(m, nn.Dropout)] == [0.25, 0.25]
+    assert [m.p for m in simple.layers if isinstance(m, Dropout)] == [0.25, 0.25]
     two_fc = MLP(954, 331, hidden=[2048], dropout=[0.2, 0.25], weight_norm=[True, True], activation="relu")
     assert sum(isinstance(m, nn.ReLU) for m in two_fc.layers) == 1
     assert two_fc(torch.zeros(4, 954)).shape == (4, 331)
+
+
+def test_dropout_zeroes_a_share_p_and_rescales_the_rest_only_in_training():
+    torch.manual_seed(0)
+    layer = Dropout(0.25)
+    out = layer(torch.ones(1000, 1000))
+    assert out.unique().tolist() == pytest.approx([0.0, 1 / 0.75])
+    assert float((out == 0).float().mean()) == pytest.approx(0.25, abs=0.003)
+    x = torch.randn(4, 3)
+    assert layer.eval()(x) is x
+    with pytest.raises(ValueError, match="p must be in"):
+        Dropout(1.0)
 
 
 def test_bad_network_config_is_refused():
