@@ -4,7 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: install demo test lint bench clean
+# root installs Debian packages directly, anyone else through sudo
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install browser demo test lint bench clean
 
 install: $(VENV)/.installed
 
@@ -14,15 +17,21 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# Debian's Chromium, in which the tests open the HTML report (Playwright's own browser download is not used)
+browser:
+	command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null)
+
 demo: install
 	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml
+	$(BIN)/snakemake --configfile config/config.yaml --report results/report.html
 	@echo
 	@cat results/report/summary.md
 	@echo
 	@echo "Submission: $(CURDIR)/results/submission.csv"
-	@echo "Report:     $(CURDIR)/results/report/summary.md"
+	@echo "Report:     $(CURDIR)/results/report.html (tables also in $(CURDIR)/results/report/summary.md)"
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest
 
 lint: install
@@ -32,6 +41,7 @@ bench: install
 	$(BIN)/python bench/synth_oracle.py
 	$(BIN)/python bench/features.py
 	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/quality.py
 
 clean:
 	rm -rf results .snakemake

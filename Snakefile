@@ -14,6 +14,9 @@ if not workflow.overwrite_configfiles:
 validate(config, "config/schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/folds.smk"
@@ -28,6 +31,8 @@ rule all:
     input:
         "results/submission.csv",
         "results/report/summary.md",
+        expand("results/report/learning_curves/{model}.png", model=config["models"]),
+        "results/report/correlation_oof.png",
     default_target: True
 
 

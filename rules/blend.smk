@@ -4,6 +4,8 @@ BLEND_MEMBERS = config["blend"]["members"]
 rule blend_weights:
     input:
         oof=expand("results/models/{model}/oof.parquet", model=BLEND_MEMBERS),
+        targets=f"{DATA}/train_targets_scored.parquet",
+        train_features=f"{DATA}/train_features.parquet",
     output:
         "results/blend/weights.json",
     params:
@@ -14,8 +16,8 @@ rule blend_weights:
     benchmark:
         "results/benchmarks/blend_weights.tsv"
     resources:
-        mem_mb=3000,
-        runtime=30,
+        mem_mb=lambda wc, input: 2000 + 600 * len(input.oof),
+        runtime=60,
     conda:
         "../envs/moa.yaml"
     script:

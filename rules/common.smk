@@ -36,13 +36,30 @@ def check_config():
                 f"model {name!r}: features {model['features']!r} is not a set under feature_sets"
             )
     check_stacking()
-    for member in config["blend"]["members"]:
+    check_blend()
+    if config["data"]["source"] == "kaggle" and "dir" not in config["data"]:
+        raise ValueError("data.source is kaggle but data.dir (the folder with the Kaggle CSVs) is not set")
+
+
+def check_blend():
+    """Members exist and are scored; a searched blend compares OOF only within one CV scheme."""
+    blend = config["blend"]
+    for member in blend["members"]:
         if member not in config["models"]:
             raise ValueError(f"blend member {member!r} is not a model under models")
         if config["models"][member].get("targets", "scored") != "scored":
             raise ValueError(f"blend member {member!r} predicts non-scored targets; blend scored models only")
-    if config["data"]["source"] == "kaggle" and "dir" not in config["data"]:
-        raise ValueError("data.source is kaggle but data.dir (the folder with the Kaggle CSVs) is not set")
+    if blend["method"] == "fixed":
+        return
+    first = blend["members"][0]
+    for member in blend["members"][1:]:
+        if config["models"][member]["cv"] != config["models"][first]["cv"]:
+            raise ValueError(
+                f"blend members {first!r} (cv {config['models'][first]['cv']!r}) and {member!r} "
+                f"(cv {config['models'][member]['cv']!r}) come from different CV schemes: their OOF "
+                f"predictions are not comparable, so method {blend['method']!r} cannot weigh them. "
+                "Use method: fixed, or choose members of one scheme."
+            )
 
 
 def check_stacking():

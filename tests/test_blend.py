@@ -146,3 +146,97 @@ def test_zero_controls_zeroes_exactly_the_control_rows():
     assert list(out["sig_id"]) == [sig(3), sig(1), sig(2)]
     np.testing.assert_array_equal(out[["a", "b"]].to_numpy(), [[0, 0], [0, 0], [0.6, 0.7]])
     pd.testing.assert_frame_equal(predictions, original)
+
+
+# --- weight search -------------------------------------------------------------------------------
+
+def mixture_problem(weights=(0.3, 0.7, 0.0), n_rows=400, n_targets=6, soft=True, seed=0):
+    """Members whose blend with `weights` is the truth: soft labels make those weights the exact optimum."""
+    rng = np.random.default_rng(seed)
+    predictions = rng.uniform(0.01, 0.6, size=(len(weights), n_rows, n_targets))
+    target = np.tensordot(np.array(weights), predictions, axes=1)
+    truth = target if soft else (rng.uniform(size=target.shape) < target).astype(float)
+    return blend.BlendProblem([f"m{i}" for i in range(len(weights))], predictions, truth)
+
+
+def test_loss_is_the_competition_metric_and_gradient_matches_finite_differences():
+    problem = mixture_problem(soft=False)
+    w = np.array([0.2, 0.5, 0.3])
+    assert problem.loss(w) == pytest.approx(blend.metrics.log_loss(problem.truth, problem.blend(w)), rel=1e-12)
+    step = 1e-6
+    numeric = [(problem.loss(w + step * e) - problem.loss(w - step * e)) / (2 * step) for e in np.eye(3)]
+    np.testing.assert_allclose(problem.gradient(w), numeric, rtol=1e-5)
+
+
+def test_slsqp_recovers_the_weights_that_made_the_truth():
+    weights = blend.search_weights(mixture_problem(), "slsqp")
+    assert list(weights) == ["m0", "m1", "m2"]
+    assert [weights[m] for m in weights] == pytest.approx([0.3, 0.7, 0.0], abs=1e-4)
+
+
+def test_optuna_recovers_the_weights_that_made_the_truth_within_its_resolution():
+    weights = blend.search_weights(mixture_problem(), "optuna", n_trials=150, seed=3)
+    assert [weights[m] for m in weights] == pytest.approx([0.3, 0.7, 0.0], abs=0.05)
+    assert sum(weights.values()) == pytest.approx(1.0)
+
+
+def test_optuna_with_one_seed_is_deterministic():
+    problem = mixture_problem(soft=False)
+    assert blend.search_weights(problem, "optuna", n_trials=40, seed=5) == \
+        blend.search_weights(problem, "optuna", n_trials=40, seed=5)
+
+
+@pytest.mark.parametrize("method", ["slsqp", "optuna"])
+def test_searched_blend_is_never_worse_than_its_best_member(method):
+    # one member is the truth's own probabilities, the others are noise: the search must keep it
+    rng = np.random.default_rng(1)
+    p = rng.uniform(0.001, 0.2, size=(300, 5))
+    truth = (rng.uniform(size=p.shape) < p).astype(float)
+    noise = rng.uniform(0.001, 0.9, size=(2, *p.shape))
+    problem = blend.BlendProblem(["noise1", "truth", "noise2"], np.stack([noise[0], p, noise[1]]), truth)
+    weights = blend.search_weights(problem, method, n_trials=20)
+    best_member = min(problem.loss(e) for e in np.eye(3))
+    assert problem.loss(problem.weight_vector(weights)) <= best_member + 1e-12
+
+
+def test_blend_problem_uses_treated_rows_and_aligns_by_sig_id():
+    targets = table({1: (0, 1), 2: (1, 0), 3: (0, 0)})
+    features = pd.DataFrame({"sig_id": [sig(1), sig(2), sig(3)], "cp_type": [TREATED, CONTROL, TREATED]})
+    shuffled = members()["m1"].iloc[[2, 1, 0]]
+    problem = blend.blend_problem({"m1": shuffled, "m2": members()["m2"]}, targets, features)
+    np.testing.assert_array_equal(problem.truth, [[0, 1], [0, 0]])
+    np.testing.assert_allclose(problem.predictions[0], [[0.4, 0.0], [0.2, 0.2]])
+
+
+def test_blend_problem_refuses_a_member_missing_a_target_or_a_treated_row():
+    targets = table({1: (0, 1), 2: (1, 0)})
+    features = pd.DataFrame({"sig_id": [sig(1), sig(2)], "cp_type": [TREATED, TREATED]})
+    with pytest.raises(ValueError, match=r"blend member 'm2' lacks target 'b'"):
+        blend.blend_problem({"m1": members()["m1"], "m2": members()["m2"].drop(columns="b")}, targets, features)
+    with pytest.raises(ValueError, match=rf"blend member 'm1' lacks treated row '{sig(2)}'"):
+        blend.blend_problem({"m1": members()["m1"].iloc[[0, 2]], "m2": members()["m2"]}, targets, features)
+
+
+def test_ablation_re_searches_a_searched_blend_and_renormalises_a_fixed_one():
+    problem = mixture_problem()
+    searched = blend.ablation_weights(problem, {"m0": 0.3, "m1": 0.7, "m2": 0.0}, "slsqp")
+    assert set(searched) == {"m0", "m1", "m2"}
+    assert searched["m2"] == pytest.approx({"m0": 0.3, "m1": 0.7}, abs=1e-4)
+    assert sum(searched["m1"].values()) == pytest.approx(1.0)
+    fixed = blend.ablation_weights(problem, {"m0": 0.2, "m1": 0.6, "m2": 0.2}, "fixed")
+    assert fixed["m0"] == pytest.approx({"m1": 0.75, "m2": 0.25})
+    assert blend.ablation_weights(problem, {"m0": 0.0, "m1": 1.0, "m2": 0.0}, "fixed")["m1"] == \
+        pytest.approx({"m0": 0.5, "m2": 0.5})
+
+
+def test_ablation_table_reports_the_loss_each_member_adds_on_oof_and_test():
+    problem = mixture_problem()
+    test_problem = mixture_problem(seed=7)
+    weights = {"m0": 0.3, "m1": 0.7, "m2": 0.0}
+    table = blend.ablation_table(problem, weights, "slsqp", test_problem)
+    assert list(table.index) == ["m0", "m1", "m2"]
+    assert list(table.columns) == ["its weight", "oof_treated", "oof loss added", "test_treated", "test loss added"]
+    assert table.loc["m2", "oof loss added"] == pytest.approx(0.0, abs=1e-8)
+    assert table.loc["m1", "oof loss added"] > table.loc["m0", "oof loss added"] > 0
+    without_m1 = blend.ablation_weights(problem, weights, "slsqp")["m1"]
+    assert table.loc["m1", "test_treated"] == pytest.approx(test_problem.loss(test_problem.weight_vector(without_m1)))

@@ -123,3 +123,48 @@ def test_write_summary_is_atomic_when_writing_fails(tmp_path, monkeypatch):
 
     assert path.read_text() == "previous summary\n"
     assert [p.name for p in tmp_path.iterdir()] == ["summary.md"]
+
+
+def test_member_table_puts_each_weight_beside_the_member_scores_in_blend_order():
+    table = report.member_table(scores(), {"model": 0.75, "prior": 0.25})
+    assert list(table.index) == ["model", "prior"]
+    assert table.index.name == "member"
+    assert list(table.columns[:3]) == ["weight", "oof_all", "oof_treated"]
+    assert table.loc["prior", "weight"] == 0.25 and table.loc["model", "oof_treated"] == 0.015
+
+
+def test_member_table_with_references_adds_ratios_and_the_oracle_row_but_not_a_non_member_baseline():
+    table = report.member_table(scores(), {"model": 1.0}, baseline="prior", oracle="oracle")
+    assert list(table.index) == ["model", "oracle"]
+    assert table.loc["model", "oof_treated gap closed"] == pytest.approx(0.5)
+    assert table.loc["model", "oof_treated/prior"] == pytest.approx(0.75)
+    assert math.isnan(table.loc["oracle", "weight"])
+
+
+def test_write_summary_appends_sections_under_headings(tmp_path):
+    table = report.score_table(scores(), baseline="prior")
+    text = report.write_summary(table, tmp_path / "summary.md", sections={"Weights": "| a |\n", "Other": "x\n"})
+    assert text.endswith(report.to_markdown(table) + "\n## Weights\n\n| a |\n\n## Other\n\nx\n")
+
+
+def test_html_table_page_holds_the_values(tmp_path):
+    table = report.score_table(scores(), baseline="prior")
+    report.write_html_table(table, tmp_path / "t.html", "Scores", digits=3)
+    page = (tmp_path / "t.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<h3>Scores</h3>" in page
+    assert "<td>0.015</td>" in page and "<th>model</th>" in page
+
+
+def test_figures_are_pngs_even_with_undefined_correlations_and_a_failing_model(tmp_path):
+    from moa import plots
+
+    matrix = pd.DataFrame([[1.0, math.nan], [math.nan, 1.0]], index=["a", "b"], columns=["a", "b"])
+    plots.heatmap(matrix, tmp_path / "heat.png", "title")
+    table = report.score_table({**scores(), "broken": {"oof": {"treated_rows": 0.7}, "test": {"treated_rows": 0.7}}},
+                               baseline="prior", oracle="oracle")
+    plots.score_chart(table, tmp_path / "scores.png", baseline="prior", oracle="oracle")
+    history = pd.DataFrame({"epoch": [0, 1], "train_loss": [0.5, 0.1], "valid_loss": [0.4, 0.2], "lr": [0.01, 0.0]})
+    plots.learning_curves({"seed 0 fold 0": history}, tmp_path / "curves.png", "title")
+    for name in ["heat.png", "scores.png", "curves.png"]:
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png", "heat.png", "scores.png"]

@@ -174,3 +174,101 @@ def test_bad_stacking_fails_at_parse_time_naming_both_models(tmp_path, change, m
     done = snakemake(tmp_path, write_config(tmp_path / "bad.yaml", models=models), "-n", check=False)
     assert done.returncode != 0
     assert message in done.stdout + done.stderr
+
+
+def test_a_searched_blend_mixing_cv_schemes_is_refused_at_parse_time(tmp_path):
+    config = write_config(tmp_path / "bad.yaml", blend={"members": ["prior", "prior_new"], "method": "optuna"})
+    done = snakemake(tmp_path, config, "-n", check=False)
+    assert done.returncode != 0
+    assert ("blend members 'prior' (cv 'old') and 'prior_new' (cv 'new') come from different CV schemes"
+            in done.stdout + done.stderr)
+
+
+def test_searched_blend_beats_its_members_and_optuna_agrees_with_slsqp_on_real_oof(run):
+    from moa import blend
+
+    results = run / "results"
+    record = json.loads((results / "blend" / "weights.json").read_text())
+    assert record["method"] == "slsqp"
+    weights = record["weights"]
+    assert list(weights) == sorted(["prior", "linear", "stage3"])
+    assert sum(weights.values()) == pytest.approx(1.0) and min(weights.values()) >= 0
+    assert record["oof_treated"] <= min(record["members_oof_treated"].values()) + 1e-12
+    problem = blend.blend_problem(
+        {m: pd.read_parquet(results / "models" / m / "oof.parquet") for m in weights},
+        pd.read_parquet(results / "data" / "train_targets_scored.parquet"),
+        pd.read_parquet(results / "data" / "train_features.parquet"))
+    optuna_loss = problem.loss(problem.weight_vector(blend.search_weights(problem, "optuna", n_trials=150)))
+    # SLSQP finds the optimum; TPE, sampling, comes within 0.5% of its log loss
+    assert record["oof_treated"] - 1e-9 <= optuna_loss <= record["oof_treated"] * 1.005
+    blended = json.loads((results / "blend" / "score.json").read_text())
+    assert blended["oof"]["treated_rows"] == pytest.approx(record["oof_treated"], rel=1e-5)
+
+
+def test_report_tables_and_figures_are_written(run):
+    report = run / "results" / "report"
+    members = pd.read_csv(report / "members.csv", index_col=0)
+    assert list(members.index) == ["prior", "linear", "stage3", "oracle (Bayes floor)"]
+    assert members["weight"].sum() == pytest.approx(1.0)
+    assert 0 <= members.loc["oracle (Bayes floor)", "oof_treated"] < members.loc["prior", "oof_treated"]
+    ablation = pd.read_csv(report / "ablation.csv", index_col=0)
+    assert list(ablation.index) == ["prior", "linear", "stage3"]
+    assert {"oof loss added", "test loss added"} <= set(ablation.columns)
+    correlation = pd.read_csv(report / "correlation_oof.csv", index_col=0)
+    assert correlation.loc["linear", "linear"] == 1.0
+    assert correlation.loc["linear", "stage3"] == correlation.loc["stage3", "linear"]
+    for name in ["correlation_oof.png", "correlation_test.png", "scores.png",
+                 *[f"learning_curves/{m}.png" for m in ["prior", "linear", "stage1", "stage2", "stage3", "prior_new"]]]:
+        assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    summary = (report / "summary.md").read_text()
+    assert "## Blend members and weights (slsqp)" in summary and "## Ablation" in summary
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def test_html_report_renders_its_figures_and_tables_in_a_browser(run):
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("chromium not found: `make test` installs Debian's chromium package")
+    html = run / "results" / "report.html"
+    snakemake(run, REPO / "config" / "test.yaml", "--report", str(html))
+    shown = {}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        for category, results in [("1. Scores", ["score chart", "score table"]),
+                                  ("3. Learning curves", ["stage3", "linear"])]:
+            page.goto(html.as_uri())
+            page.get_by_text(category).click()
+            for result in results:
+                page.locator("tr", has_text=result).first.locator("a[iconname=eye]").click()
+                page.wait_for_timeout(300)
+                images = page.evaluate("() => Array.from(document.images).filter(i => i.src.startsWith("
+                                       "'data:image/png')).map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
+                # an HTML result is shown in an iframe
+                tables = [frame.evaluate("() => Array.from(document.querySelectorAll('table')).map(t => t.innerText)")
+                          for frame in page.frames[1:]]
+                tables = [text for texts in tables for text in texts]
+                shown[result] = (images, tables)
+        browser.close()
+    assert not errors
+    for figure in ["score chart", "stage3", "linear"]:
+        images = shown[figure][0]
+        assert len(images) == 1 and images[0][0] and images[0][1] > 300 and images[0][2] > 200, (figure, images)
+    assert any("blend" in text and "oracle" in text for text in shown["score table"][1])
+
+
+def test_the_best_cv_file_replaces_only_the_paper_blend(tmp_path):
+    done = snakemake(tmp_path, REPO / "config" / "paper.yaml", "-n", "-p", "results/blend/weights.json",
+                     "--configfile", str(REPO / "config" / "paper.yaml"), str(REPO / "config" / "paper_best_cv.yaml"),
+                     "--config", "data={'source': 'synthetic'}")
+    text = done.stdout + done.stderr
+    rule = text.split("rule blend_weights:")[1].split("Job stats")[0]
+    assert "results/models/nn3_stage3/oof.parquet, results/models/simple_nn_old/oof.parquet" in rule
+    assert "simple_nn_new" not in rule

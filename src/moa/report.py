@@ -40,10 +40,38 @@ def to_markdown(table: pd.DataFrame, digits: int = 5) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_summary(table: pd.DataFrame, path, title: str = "moa results") -> str:
+HTML_STYLE = ("body{font-family:sans-serif;font-size:14px;margin:1em}"
+              "table{border-collapse:collapse}th,td{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}"
+              "th:first-child,td:first-child{text-align:left}thead th{border-bottom:2px solid #444}")
+
+
+def write_html_table(table: pd.DataFrame, path, title: str, digits: int = 5) -> None:
+    """A standalone HTML page holding `table`, for the Snakemake report (which does not render CSV)."""
+    body = table.to_html(float_format=lambda v: f"{v:.{digits}f}", na_rep="", border=0)
+    text = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
+            f"<style>{HTML_STYLE}</style></head><body><h3>{title}</h3>{body}</body></html>\n")
+    with io.atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def member_table(scores: dict[str, dict], weights: dict[str, float], baseline: str | None = None,
+                 oracle: str | None = None) -> pd.DataFrame:
+    """Each blend member's blend weight beside its own scores (and, given them, its ratio to the baseline
+    and share of the baseline-to-oracle gap closed, with the oracle's row last)."""
+    references = [n for n in (baseline, oracle) if n in scores and n not in weights]
+    table = score_table({n: scores[n] for n in [*weights, *references]}, baseline=baseline, oracle=oracle)
+    table = table.drop(index=[n for n in references if n != oracle])
+    table.insert(0, "weight", [weights.get(n, math.nan) for n in table.index])
+    return table.rename_axis("member")
+
+
+def write_summary(table: pd.DataFrame, path, title: str = "moa results", sections: dict[str, str] | None = None) -> str:
+    """The score table, then each of `sections` (heading -> markdown) under its heading."""
     text = (f"# {title}\n\nLog loss (mean column-wise binary log loss; `all` = every row with controls "
             f"predicted 0, `treated` = trt_cp rows only; `oof` = out-of-fold on train, `test` = held-out "
             f"synthetic test rows, when their truth is known).\n\n" + to_markdown(table))
+    for heading, body in (sections or {}).items():
+        text += f"\n## {heading}\n\n{body}"
     with io.atomic_path(path) as tmp:
         tmp.write_text(text)
     return text

@@ -1,4 +1,6 @@
-from moa import io, logs, report
+import pandas as pd
+
+from moa import io, logs, plots, report
 
 log = logs.to_file(snakemake.log[0])
 scores = {name: io.read_json(path) for name, path in zip(snakemake.params.models, snakemake.input.models)}
@@ -7,6 +9,24 @@ oracle = None
 if snakemake.input.oracle:
     oracle = "oracle (Bayes floor)"
     scores[oracle] = io.read_json(snakemake.input.oracle[0])
-table = report.score_table(scores, baseline=snakemake.params.baseline, oracle=oracle)
+baseline = snakemake.params.baseline
+table = report.score_table(scores, baseline=baseline, oracle=oracle)
+weights = io.read_json(snakemake.input.weights)
+members = report.member_table(scores, {m: weights["weights"][m] for m in snakemake.params.members},
+                              baseline=baseline, oracle=oracle)
+read_indexed = lambda path: pd.read_csv(path, index_col=0)  # noqa: E731
+sections = {
+    f"Blend members and weights ({weights['method']})": report.to_markdown(members),
+    "Ablation: the blend without each member (positive loss added = the member helps)":
+        report.to_markdown(read_indexed(snakemake.input.ablation)),
+    "Mean target-wise correlation of the members' predictions, OOF (treated rows)":
+        report.to_markdown(read_indexed(snakemake.input.correlation_oof), digits=3),
+    "Mean target-wise correlation of the members' predictions, test (treated rows)":
+        report.to_markdown(read_indexed(snakemake.input.correlation_test), digits=3),
+}
 table.to_csv(snakemake.output.table)
-log.info("\n%s", report.write_summary(table, snakemake.output.summary))
+members.to_csv(snakemake.output.members)
+report.write_html_table(table, snakemake.output.table_page, "Log loss of every model, the blend and the oracle")
+report.write_html_table(members, snakemake.output.members_page, f"Blend members and weights ({weights['method']})")
+plots.score_chart(table, snakemake.output.figure, baseline=baseline, oracle=oracle)
+log.info("\n%s", report.write_summary(table, snakemake.output.summary, sections=sections))

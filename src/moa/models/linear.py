@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from moa.metrics import log_loss
+from moa.training import as_tensor
 
 
 class StandardisedLinear(nn.Module):
@@ -33,8 +34,8 @@ class LinearModel:
         self.module: StandardisedLinear | None = None
 
     def fit(self, x_train, y_train, x_valid=None, y_valid=None) -> list[dict]:
-        x = torch.as_tensor(x_train, dtype=torch.float32)
-        y = torch.as_tensor(y_train, dtype=torch.float32) * (1 - self.smoothing) + 0.5 * self.smoothing
+        x = as_tensor(x_train)
+        y = as_tensor(y_train) * (1 - self.smoothing) + 0.5 * self.smoothing
         self.module = StandardisedLinear(x.shape[1], y.shape[1])
         self.module.mean.copy_(x.mean(0))
         self.module.scale.copy_(x.std(0).clamp_min(1e-6))
@@ -61,7 +62,7 @@ class LinearModel:
     def predict(self, x) -> np.ndarray:
         if self.module is None:
             raise RuntimeError("LinearModel.predict called before fit")
-        x = torch.as_tensor(x, dtype=torch.float32)
+        x = as_tensor(x)
         chunks = [torch.sigmoid(self.module(x[i:i + self.batch_size])) for i in range(0, len(x), self.batch_size)]
         return torch.cat(chunks).numpy() if chunks else np.zeros((0, self.module.linear.out_features), np.float32)
 
