@@ -171,10 +171,10 @@ def test_oracle_is_the_exact_gaussian_mixture_posterior():
     levels, probs = np.asarray(config.potency_levels), np.asarray(config.potency_probs)
     for i in range(4):
         s = float(model.effect_scale(time[i:i + 1], dose[i:i + 1])[0])
-        density = multivariate_normal(np.zeros(rows.z.shape[1]), model.covariance(s))
         z = rows.z[i] - model.time_offset[list(schema.CP_TIMES).index(time[i])]
-        means = s * levels[None, :, None] * model.pattern_mean[present][:, None, :]
-        log_joint = density.logpdf(z - means.reshape(-1, z.size)).reshape(present.sum(), len(levels))
+        log_joint = np.stack([
+            multivariate_normal(np.zeros(z.size), model.covariance(s, active=level > 0))
+            .logpdf(z - s * level * model.pattern_mean[present]) for level in levels], axis=1)
         log_joint += np.log(model.pattern_prior[present])[:, None] + np.log(probs)[None, :]
         post = np.exp(log_joint - log_joint.max())
         post = post.sum(axis=1) / post.sum()
