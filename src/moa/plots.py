@@ -32,8 +32,9 @@ def heatmap(matrix: pd.DataFrame, path, title: str) -> None:
         for j in range(n):
             value = values[i, j]
             # dark text on the bright (high) end of viridis, light text on the dark end
-            axes.text(j, i, "" if np.isnan(value) else f"{value:.2f}", ha="center", va="center",
-                      color="black" if value > (low + 1) / 2 else "white", fontsize=8)
+            # n/a: a member constant on these rows (the prior on test) has no correlation
+            axes.text(j, i, "n/a" if np.isnan(value) else f"{value:.2f}", ha="center", va="center",
+                      color="grey" if np.isnan(value) else "black" if value > (low + 1) / 2 else "white", fontsize=8)
     figure.colorbar(image, ax=axes, shrink=0.8)
     axes.set_title(title)
     save(figure, path)
