@@ -124,3 +124,17 @@ def test_bad_network_config_is_refused():
 def test_predict_network_uses_large_batches_without_changing_results():
     model, _, x, _ = fitted()
     np.testing.assert_allclose(predict_network(model.module, x, batch_size=7), model.predict(x), rtol=1e-6)
+
+
+def test_output_bias_prior_starts_each_logit_at_the_smoothed_training_rate():
+    y = np.zeros((100, 3), np.float32)
+    y[:10, 0] = 1
+    y[:50, 1] = 1
+    model = MLPModel(network={"hidden": [8], "dropout": [0, 0], "weight_norm": [False, True]},
+                     output_bias="prior", smoothing=0.002)
+    model.shape_ = (5, 3)
+    last = [m for m in model.build(y).layers if isinstance(m, nn.Linear)][-1]
+    rate = np.array([0.1, 0.5, 0.0]) * 0.998 + 0.001
+    np.testing.assert_allclose(torch.sigmoid(last.bias.detach()).numpy(), rate, rtol=1e-5)
+    with pytest.raises(ValueError, match="output_bias must be one of default, prior, got 'mean'"):
+        MLPModel(output_bias="mean")
