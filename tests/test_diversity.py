@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moa import diversity
+from moa import diversity, schema
 from moa.schema import CONTROL, TREATED
 
 
@@ -50,4 +50,4 @@ def test_correlation_matrix_refuses_a_member_without_a_row():
 
 def test_treated_ids():
     features = pd.DataFrame({"sig_id": ["x", "y", "z"], "cp_type": [TREATED, CONTROL, TREATED]})
-    assert list(diversity.treated_ids(features)) == ["x", "z"]
+    assert list(schema.treated_ids(features)) == ["x", "z"]

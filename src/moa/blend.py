@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from moa import metrics, schema
+from moa import io, metrics, schema
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,7 @@ class BlendProblem:
 
 def blend_problem(tables: dict[str, pd.DataFrame], targets: pd.DataFrame, features: pd.DataFrame) -> BlendProblem:
     """Stack the members' OOF on the treated rows of `targets`, refusing a member without a row or target."""
-    treated_ids = set(features.loc[features[schema.CP_TYPE] == schema.TREATED, schema.ID])
-    truth = targets[targets[schema.ID].isin(treated_ids)].set_index(schema.ID).sort_index()
+    truth = targets[targets[schema.ID].isin(schema.treated_ids(features))].set_index(schema.ID).sort_index()
     if truth.empty:
         raise ValueError("blend search: no treated rows to score")
     stacked = []
@@ -79,6 +78,12 @@ def blend_problem(tables: dict[str, pd.DataFrame], targets: pd.DataFrame, featur
                              f"target {truth.columns[col]!r}")
         stacked.append(values)
     return BlendProblem(list(tables), np.stack(stacked), truth.to_numpy(np.float64))
+
+
+def read_problem(members: list[str], prediction_paths, targets_path, features_path) -> BlendProblem:
+    """`blend_problem` of the members' prediction files (in member order) against a truth file."""
+    tables = dict(zip(members, map(io.read_parquet, prediction_paths)))
+    return blend_problem(tables, io.read_parquet(targets_path), io.read_parquet(features_path))
 
 
 def slsqp_weights(problem: BlendProblem, n_starts: int = 8, seed: int = 0) -> np.ndarray:

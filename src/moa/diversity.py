@@ -41,7 +41,3 @@ def correlation_matrix(tables: dict[str, pd.DataFrame], rows) -> pd.DataFrame:
             matrix.loc[first, second] = matrix.loc[second, first] = mean_target_correlation(
                 values[first], values[second])
     return matrix
-
-
-def treated_ids(features: pd.DataFrame) -> pd.Index:
-    return pd.Index(features.loc[features[schema.CP_TYPE] == schema.TREATED, schema.ID])

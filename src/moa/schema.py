@@ -46,6 +46,11 @@ def numeric_columns(columns) -> list[str]:
     return [c for c in columns if c.startswith((GENE_PREFIX, CELL_PREFIX))]
 
 
+def treated_ids(features) -> list[str]:
+    """sig_ids of the trt_cp rows of a features table, in its order."""
+    return features.loc[features[CP_TYPE] == TREATED, ID].tolist()
+
+
 class DataError(ValueError):
     """Bad input data. The message names the file, the column and the first bad row."""
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm as apply_weight_norm
 
-from moa.training import NetworkTraining, predict_network, train_network
+from moa.training import NetworkTraining, as_tensor, predict_network, train_network
 
 ACTIVATIONS = {"leaky_relu": lambda: nn.LeakyReLU(0.01), "relu": nn.ReLU}
 
@@ -92,7 +92,7 @@ class MLPModel:
         """The untrained network for these targets (the caller seeds torch first)."""
         module = MLP(*self.shape_, **self.network)
         if self.output_bias == "prior":
-            rate = self.training.soft_targets(torch.as_tensor(np.asarray(y_train, dtype=np.float32))).mean(0)
+            rate = self.training.soft_targets(as_tensor(y_train)).mean(0)
             rate = rate.clamp(1e-4, 1 - 1e-4)
             last = [layer for layer in module.layers if isinstance(layer, nn.Linear)][-1]
             with torch.no_grad():
