@@ -13,6 +13,7 @@ RAW_TABLES = [
     "sample_submission",
 ]
 SYNTHETIC = config["data"]["source"] == "synthetic"
+GPU_LOCK_DIR = config.get("gpus", {}).get("lock_dir", ".snakemake/gpu_slots")
 
 
 wildcard_constraints:

@@ -8,7 +8,7 @@ from torch import nn
 
 from moa import metrics
 from moa.models.mlp import MLP, Dropout, MLPModel
-from moa.training import NetworkTraining, batches, predict_network, seed_everything
+from moa.training import Device, NetworkTraining, batches, predict_network, seed_everything
 
 SMALL_NET = {"hidden": [32], "dropout": [0.0, 0.0], "weight_norm": [True, False]}
 
@@ -138,3 +138,70 @@ def test_output_bias_prior_starts_each_logit_at_the_smoothed_training_rate():
     np.testing.assert_allclose(torch.sigmoid(last.bias.detach()).numpy(), rate, rtol=1e-5)
     with pytest.raises(ValueError, match="output_bias must be one of default, prior, got 'mean'"):
         MLPModel(output_bias="mean")
+
+
+class SpyDevice(Device):
+    """The CPU, recording what the loop hands to the device's Fabric."""
+
+    def fabric(self):
+        fabric = super().fabric()
+        moved, set_up = [], []
+        to_device, setup, setup_module = fabric.to_device, fabric.setup, fabric.setup_module
+        fabric.to_device = lambda obj: (isinstance(obj, torch.Tensor) and moved.append(obj)) or to_device(obj)
+        fabric.setup = lambda module, *opt: set_up.append(module) or setup(module, *opt)
+        fabric.setup_module = lambda module: set_up.append(module) or setup_module(module)
+        RECORDED.append((moved, set_up))
+        return fabric
+
+
+RECORDED: list = []
+
+
+def test_the_loop_trains_and_predicts_through_the_device_it_is_given():
+    x, y = separable()
+    RECORDED.clear()
+    seed_everything(0)
+    model = MLPModel(SMALL_NET, epochs=2, batch_size=64)
+    model.fit(x[:450], y[:450], x[450:], y[450:], device=SpyDevice())
+    predictions = model.predict(x[450:])
+    (train_moved, train_set_up), (predict_moved, predict_set_up) = RECORDED
+    assert train_set_up == [model.module] and predict_set_up == [model.module]
+    assert [tuple(t.shape) for t in train_moved] == [(450, 8), (450, 2), (150, 8), (150, 2)]
+    assert [tuple(t.shape) for t in predict_moved] == [(150, 8)]
+    assert isinstance(predictions, np.ndarray) and predictions.dtype == np.float32
+    assert predictions.shape == (150, 2)
+
+
+class CpuAutocast(Device):
+    """bf16 autocast on the CPU: the precision a card would get, exercised where there is none."""
+
+    @property
+    def effective_precision(self) -> str:
+        return "bf16-mixed"
+
+
+def test_mixed_precision_reaches_the_forward_pass_and_predictions_stay_float32():
+    x, y = separable()
+    results = {}
+    for name, device in (("32", Device("cpu", "32")), ("bf16", CpuAutocast("cpu", "bf16-mixed")),
+                         ("bf16 asked on cpu", Device("cpu", "bf16-mixed"))):
+        seed_everything(0)
+        model = MLPModel(SMALL_NET, epochs=3, batch_size=64)
+        model.fit(x[:450], y[:450], x[450:], y[450:], device=device)
+        results[name] = model.predict(x)
+        assert results[name].dtype == np.float32
+    # bfloat16 keeps 8 bits of mantissa: close to float32, never equal
+    assert not np.array_equal(results["bf16"], results["32"])
+    np.testing.assert_allclose(results["bf16"], results["32"], atol=0.05)
+    # a CPU run stays float32 whatever precision the config asks of a card
+    np.testing.assert_array_equal(results["bf16 asked on cpu"], results["32"])
+
+
+@pytest.mark.parametrize("name, precision, message", [
+    ("gpu", "32", "device must be cpu or cuda, got 'gpu'"),
+    ("cuda", "bf16", "precision must be one of 32, bf16-mixed, 16-mixed, got 'bf16'"),
+])
+def test_a_bad_device_is_refused_by_name(name, precision, message):
+    with pytest.raises(ValueError, match=message):
+        Device(name, precision)
+

@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from moa import io, metrics, models, schema, stacking
-from moa.training import seed_everything
+from moa.training import CPU, Device, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +82,16 @@ class FoldResult:
     metrics: dict
 
 
-def fit_fold(data: FoldData, arch: str, params: dict, seed: int, fold: int) -> FoldResult:
-    """Fit on every fold but `fold`, predict `fold` (OOF) and the test rows (controls at 0)."""
+def fit_fold(data: FoldData, arch: str, params: dict, seed: int, fold: int, device: Device = CPU) -> FoldResult:
+    """Fit on every fold but `fold` on `device`, predict `fold` (OOF) and the test rows (controls at 0)."""
     seed_everything(seed)
     valid = data.fold_of == fold
     if not valid.any():
         raise ValueError(f"fold {fold} has no rows (folds present: {sorted(set(data.fold_of.tolist()))})")
     started = time.perf_counter()
     model = models.build(arch, params)
-    history = model.fit(data.x_train[~valid], data.y_train[~valid], data.x_train[valid], data.y_train[valid])
+    history = model.fit(data.x_train[~valid], data.y_train[~valid], data.x_train[valid], data.y_train[valid],
+                        device=device)
     oof = model.predict(data.x_train[valid])
     test = model.predict(data.x_test)
     test = np.where(data.test_is_control[:, None], 0.0, test).astype(np.float32)
@@ -98,15 +99,16 @@ def fit_fold(data: FoldData, arch: str, params: dict, seed: int, fold: int) -> F
     valid_loss = metrics.log_loss(data.y_train[valid], oof)
     if not history:
         history = [{"epoch": 0, "train_loss": train_loss, "valid_loss": valid_loss, "lr": 0.0}]
-    log.info("seed %d fold %d: %d train rows, %d valid rows, valid log loss %.6f",
-             seed, fold, (~valid).sum(), valid.sum(), valid_loss)
+    log.info("seed %d fold %d on %s (precision %s): %d train rows, %d valid rows, valid log loss %.6f",
+             seed, fold, device.name, device.effective_precision, (~valid).sum(), valid.sum(), valid_loss)
     return FoldResult(
         oof=_table(data.train_ids[valid], oof, data.target_names),
         test=_table(data.test_ids, test, data.target_names),
         model=model,
         history=pd.DataFrame(history),
         metrics={"seed": seed, "fold": fold, "n_train": int((~valid).sum()), "n_valid": int(valid.sum()),
-                 "train_loss": train_loss, "valid_loss": valid_loss,
+                 "train_loss": train_loss, "valid_loss": valid_loss, "device": device.name,
+                 "precision": device.effective_precision,
                  "seconds": round(time.perf_counter() - started, 3)},
     )
 
@@ -121,6 +123,13 @@ def write_fold_result(result: FoldResult, oof, test, model, history, metrics) ->
     io.write_parquet(result.oof, oof)
     io.write_parquet(result.test, test)
     with io.atomic_path(model) as tmp:
-        torch.save(result.model.state_dict(), tmp)
+        torch.save(on_cpu(result.model.state_dict()), tmp)
     io.write_csv(result.history, history)
     io.write_json(result.metrics, metrics)
+
+
+def on_cpu(state):
+    """A state dict with every tensor on the CPU, so a model trained on a card loads anywhere."""
+    if isinstance(state, dict):
+        return {key: on_cpu(value) for key, value in state.items()}
+    return state.cpu() if isinstance(state, torch.Tensor) else state

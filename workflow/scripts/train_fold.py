@@ -1,11 +1,14 @@
 import pandas as pd
 import torch
 
-from moa import jobs, logs
+from moa import devices, jobs, logs
+from moa.training import Device
 
 logs.to_file(snakemake.log[0])
-torch.set_num_threads(snakemake.threads)
 model = snakemake.params.model
+# before anything asks torch about CUDA: the first query fixes which cards this process sees
+slot = devices.acquire(model.get("gpu", 0), lock_dir=snakemake.params.gpu_lock_dir)
+torch.set_num_threads(snakemake.threads)
 optional = {k: pd.read_parquet(snakemake.input[k]) for k in ("model_train", "model_test") if k in snakemake.input.keys()}
 if model.get("meta"):
     optional["meta"] = {
@@ -21,6 +24,7 @@ data = jobs.load_fold_data(
     base_features=model.get("base_features", True),
     **optional,
 )
+device = Device(slot.torch_device(), str(model.get("precision", "32")))
 result = jobs.fit_fold(data, model["arch"], model.get("params", {}),
-                           int(snakemake.wildcards.seed), int(snakemake.wildcards.fold))
+                       int(snakemake.wildcards.seed), int(snakemake.wildcards.fold), device)
 jobs.write_fold_result(result, **snakemake.output)

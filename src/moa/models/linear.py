@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from moa.metrics import log_loss
-from moa.training import as_tensor
+from moa.training import CPU, Device, as_tensor
 
 
 class StandardisedLinear(nn.Module):
@@ -32,11 +32,14 @@ class LinearModel:
         self.l2, self.epochs, self.iterations_per_epoch = l2, epochs, iterations_per_epoch
         self.smoothing, self.batch_size = smoothing, batch_size
         self.module: StandardisedLinear | None = None
+        self.device = CPU
 
-    def fit(self, x_train, y_train, x_valid=None, y_valid=None) -> list[dict]:
-        x = as_tensor(x_train)
-        y = as_tensor(y_train) * (1 - self.smoothing) + 0.5 * self.smoothing
-        self.module = StandardisedLinear(x.shape[1], y.shape[1])
+    def fit(self, x_train, y_train, x_valid=None, y_valid=None, device: Device = CPU) -> list[dict]:
+        """Full-batch L-BFGS on `device`, always in float32 (its line search needs the precision)."""
+        self.device = device
+        x = as_tensor(x_train).to(device.name)
+        y = as_tensor(y_train).to(device.name) * (1 - self.smoothing) + 0.5 * self.smoothing
+        self.module = StandardisedLinear(x.shape[1], y.shape[1]).to(device.name)
         self.module.mean.copy_(x.mean(0))
         self.module.scale.copy_(x.std(0).clamp_min(1e-6))
         optimiser = torch.optim.LBFGS(self.module.parameters(), max_iter=self.iterations_per_epoch,
@@ -62,9 +65,9 @@ class LinearModel:
     def predict(self, x) -> np.ndarray:
         if self.module is None:
             raise RuntimeError("LinearModel.predict called before fit")
-        x = as_tensor(x)
+        x = as_tensor(x).to(self.device.name)
         chunks = [torch.sigmoid(self.module(x[i:i + self.batch_size])) for i in range(0, len(x), self.batch_size)]
-        return torch.cat(chunks).numpy() if chunks else np.zeros((0, self.module.linear.out_features), np.float32)
+        return torch.cat(chunks).cpu().numpy() if chunks else np.zeros((0, self.module.linear.out_features), np.float32)
 
     def state_dict(self) -> dict:
         return self.module.state_dict()

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm as apply_weight_norm
 
-from moa.training import NetworkTraining, as_tensor, predict_network, train_network
+from moa.training import CPU, Device, NetworkTraining, as_tensor, predict_network, train_network
 
 ACTIVATIONS = {"leaky_relu": lambda: nn.LeakyReLU(0.01), "relu": nn.ReLU}
 
@@ -87,6 +87,7 @@ class MLPModel:
         self.training = NetworkTraining(**training)
         self.module: MLP | None = None
         self.shape_: tuple[int, int] | None = None
+        self.device = CPU
 
     def build(self, y_train) -> MLP:
         """The untrained network for these targets (the caller seeds torch first)."""
@@ -99,15 +100,17 @@ class MLPModel:
                 last.bias.copy_(torch.log(rate / (1 - rate)))
         return module
 
-    def fit(self, x_train, y_train, x_valid=None, y_valid=None) -> list[dict]:
+    def fit(self, x_train, y_train, x_valid=None, y_valid=None, device: Device = CPU) -> list[dict]:
+        """Train on `device`; later predictions run there too."""
         self.shape_ = (x_train.shape[1], y_train.shape[1])
         self.module = self.build(y_train)
-        return train_network(self.module, x_train, y_train, x_valid, y_valid, self.training)
+        self.device = device
+        return train_network(self.module, x_train, y_train, x_valid, y_valid, self.training, device)
 
     def predict(self, x) -> np.ndarray:
         if self.module is None:
             raise RuntimeError("MLPModel.predict called before fit")
-        return predict_network(self.module, x, self.training.inference_batch_size)
+        return predict_network(self.module, x, self.training.inference_batch_size, self.device)
 
     def state_dict(self) -> dict:
         return {"shape": torch.tensor(self.shape_), "module": self.module.state_dict()}
