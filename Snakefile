@@ -27,6 +27,21 @@ include: "rules/blend.smk"
 include: "rules/report.smk"
 
 
+# cheap aggregation steps run where snakemake runs, not as cluster jobs
+localrules:
+    all,
+    models,
+    folds,
+    collect,
+    blend_weights,
+    apply_blend,
+    submission,
+    diversity,
+    ablation,
+    learning_curves,
+    report_summary,
+
+
 rule all:
     input:
         "results/submission.csv",

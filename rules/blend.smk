@@ -10,7 +10,7 @@ rule blend_weights:
         "results/blend/weights.json",
     params:
         members=BLEND_MEMBERS,
-        blend=config["blend"],
+        blend=canonical(config["blend"]),
     log:
         "results/logs/blend_weights.log",
     benchmark:

@@ -13,7 +13,6 @@ RAW_TABLES = [
     "sample_submission",
 ]
 SYNTHETIC = config["data"]["source"] == "synthetic"
-GPU_LOCK_DIR = config.get("gpus", {}).get("lock_dir", ".snakemake/gpu_slots")
 
 
 wildcard_constraints:
@@ -116,6 +115,25 @@ def raw_dir():
 
 def model_config(name):
     return config["models"][name]
+
+
+def canonical(value):
+    """`value` with the keys of every mapping sorted. Snakemake reruns a job when the text of its params
+    changes; reordering keys in a config file must not count as a change."""
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
+
+
+# where and how fast a model runs, not what it computes: changing them reruns nothing
+MODEL_RESOURCES = ("gpu", "threads", "mem_mb", "runtime")
+
+
+def model_recipe(name):
+    """What a model's results depend on: its config entry without its resources."""
+    return canonical({k: v for k, v in model_config(name).items() if k not in MODEL_RESOURCES})
 
 
 def cv_config(name):

@@ -8,7 +8,7 @@ if SYNTHETIC:
             oracle_test=f"{SYNTH}/oracle_test.parquet",
             oracle_observed_test=f"{SYNTH}/oracle_observed_test.parquet",
         params:
-            synthetic=config["data"].get("synthetic", {}),
+            synthetic=canonical(config["data"].get("synthetic", {})),
             out_dir=lambda wildcards, output: os.path.dirname(output.test_truth),
         log:
             "results/logs/synthesize_data.log",

@@ -7,7 +7,7 @@ rule features:
         test="results/features/{fset}/test.parquet",
         fitted="results/features/{fset}/fitted.joblib",
     params:
-        feature_set=lambda wc: config["feature_sets"][wc.fset],
+        feature_set=lambda wc: canonical(config["feature_sets"][wc.fset]),
     log:
         "results/logs/features/{fset}.log",
     benchmark:

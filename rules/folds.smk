@@ -6,7 +6,7 @@ rule folds:
     output:
         "results/folds/{cv}/seed{seed}.parquet",
     params:
-        scheme=lambda wc: cv_config(wc.cv),
+        scheme=lambda wc: canonical(cv_config(wc.cv)),
     log:
         "results/logs/folds/{cv}/seed{seed}.log",
     benchmark:

@@ -8,8 +8,7 @@ rule train:
         history="results/models/{model}/seed{seed}/fold{fold}/history.csv",
         metrics="results/models/{model}/seed{seed}/fold{fold}/metrics.json",
     params:
-        model=lambda wc: model_config(wc.model),
-        gpu_lock_dir=GPU_LOCK_DIR,
+        model=lambda wc: model_recipe(wc.model),
     log:
         "results/logs/train/{model}/seed{seed}/fold{fold}.log",
     benchmark:

@@ -3,41 +3,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
-
-
-def snakemake(workdir: Path, configfile: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    command = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(configfile), "--cores", "2", *args]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    if check and done.returncode != 0:
-        raise AssertionError(f"snakemake failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
-    return done
-
-
-def write_config(path: Path, **changes) -> Path:
-    config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
-    for key, value in changes.items():
-        config[key] = value
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("workflow")
-    snakemake(workdir, REPO / "config" / "test.yaml")
-    return workdir
+from workflow_runs import REPO, job_counts, snakemake, write_config
 
 
 def test_submission_has_the_kaggle_shape_and_zero_controls(run):
@@ -130,11 +102,6 @@ def test_config_naming_an_unknown_cv_fails_at_parse_time(tmp_path):
     done = snakemake(tmp_path, config, "-n", check=False)
     assert done.returncode != 0
     assert "model 'prior': cv 'missing' is not a scheme under cv" in done.stdout + done.stderr
-
-
-def job_counts(done: subprocess.CompletedProcess) -> dict[str, int]:
-    stats = (done.stdout + done.stderr).split("Job stats:")[1].split("\n\n")[0]
-    return {job: int(n) for job, n in (line.split() for line in stats.splitlines()[3:])}
 
 
 def test_a_stage_two_fold_builds_its_stage_one_and_nothing_else(tmp_path):

@@ -7,7 +7,8 @@ from moa.training import Device
 logs.to_file(snakemake.log[0])
 model = snakemake.params.model
 # before anything asks torch about CUDA: the first query fixes which cards this process sees
-slot = devices.acquire(model.get("gpu", 0), lock_dir=snakemake.params.gpu_lock_dir)
+lock_dir = snakemake.config.get("gpus", {}).get("lock_dir", devices.DEFAULT_LOCK_DIR)
+slot = devices.acquire(snakemake.resources.gpu, lock_dir=lock_dir)
 torch.set_num_threads(snakemake.threads)
 optional = {k: pd.read_parquet(snakemake.input[k]) for k in ("model_train", "model_test") if k in snakemake.input.keys()}
 if model.get("meta"):

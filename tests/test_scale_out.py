@@ -1,0 +1,163 @@
+"""The workflow as a GPU and cluster workflow: GPU jobs take their own card, reruns are predictable,
+and a real one-node SLURM cluster gives the same results as a local run."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+import slurm_cluster
+from workflow_runs import REPO, SNAKEMAKE, job_counts, snakemake, write_config
+
+TEST_CONFIG = REPO / "config" / "test.yaml"
+GPU_MODEL = "stage2"   # the model of config/test.yaml with gpu: 1
+
+
+@pytest.fixture
+def finished(run, tmp_path) -> Path:
+    """A private copy of the finished tiny run (its results and Snakemake's records of them)."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("locks", "report.html"))
+    return copy
+
+
+def train_jobs(done: subprocess.CompletedProcess) -> set[tuple[str, str, str]]:
+    """(model, seed, fold) of every train job a dry run schedules."""
+    jobs = (done.stdout + done.stderr).split("rule ")
+    return {re.search(r"wildcards: model=(\w+), seed=(\d+), fold=(\d+)", job).groups()
+            for job in jobs if job.startswith("train:")}
+
+
+def fold_files(workdir: Path, model: str, name: str = "oof.parquet") -> list[Path]:
+    return sorted((workdir / "results" / "models" / model).glob(f"seed*/fold*/{name}"))
+
+
+def test_gpu_jobs_on_a_two_card_box_each_take_a_card_and_match_the_cpu_run(finished, run):
+    targets = [str(p.relative_to(finished)) for p in fold_files(finished, GPU_MODEL)]
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    snakemake(finished, TEST_CONFIG, "--resources", "gpu=2", "--force", *targets,
+              env={**env, "MOA_FAKE_GPUS": "2"})
+    for target in targets:
+        fold_dir = Path(target).parent
+        log = (finished / "results" / "logs" / "train" / GPU_MODEL / f"{fold_dir.parent.name}" /
+               f"{fold_dir.name}.log").read_text()
+        assert re.search(r"device: GPU slot [01] of 2 won \(lock .*gpu_slots/gpu[01]\.lock\); "
+                         r"CUDA_VISIBLE_DEVICES=[01]", log), log
+        # the fake cards have no CUDA behind them: the job trains on the CPU, as the first run did
+        pd.testing.assert_frame_equal(pd.read_parquet(finished / target), pd.read_parquet(run / target))
+    assert sorted(p.name for p in (finished / ".snakemake" / "gpu_slots").iterdir()) == ["gpu0.lock", "gpu1.lock"]
+
+
+def test_asking_for_one_collected_file_schedules_that_stage_only(finished):
+    (finished / "results" / "models" / "stage2" / "oof.parquet").unlink()
+    done = snakemake(finished, TEST_CONFIG, "-n", "results/models/stage2/oof.parquet")
+    assert job_counts(done) == {"collect": 1, "total": 1}
+
+
+def test_changing_one_models_parameter_reruns_it_and_its_dependants_only(finished, tmp_path):
+    models = yaml.safe_load(TEST_CONFIG.read_text())["models"]
+    models["stage2"]["params"] = {**models["stage2"]["params"], "epochs": 5}
+    changed = write_config(tmp_path / "changed.yaml", models=models)
+    done = snakemake(finished, changed, "-n")
+    assert {model for model, _, _ in train_jobs(done)} == {"stage2", "stage3"}
+    counts = job_counts(done)
+    assert counts["train"] == 6 and counts["collect"] == 2
+    assert not {"synthesize_data", "import_data", "features", "folds"} & set(counts)
+    # a cosmetic edit need not retrain anything: only file times decide
+    done = snakemake(finished, changed, "-n", "--rerun-triggers", "mtime")
+    assert "Nothing to be done" in done.stdout + done.stderr
+
+
+def test_resources_and_key_order_are_not_results(finished, tmp_path):
+    models = yaml.safe_load(TEST_CONFIG.read_text())["models"]
+    models["stage1"] = {**models["stage1"], "threads": 2, "mem_mb": 3000, "runtime": 5, "gpu": 1}
+    # write_config sorts every mapping's keys: the order differs from config/test.yaml's throughout
+    done = snakemake(finished, write_config(tmp_path / "moved.yaml", models=models), "-n")
+    assert "Nothing to be done" in done.stdout + done.stderr
+
+
+def test_a_job_killed_mid_way_leaves_nothing_taken_as_complete(finished):
+    target = "results/models/stage3/seed0/fold0/oof.parquet"
+    log = finished / "results" / "logs" / "train" / "stage3" / "seed0" / "fold0.log"
+    log.unlink()
+    command = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(finished),
+               "--configfile", str(TEST_CONFIG), "--cores", "1", "--force", target]
+    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (log.exists() and "device:" in log.read_text()):
+        assert job.poll() is None, "the job ended before it could be killed"
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.05)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait(timeout=30)
+    done = snakemake(finished, TEST_CONFIG, "-n", target)
+    assert job_counts(done) == {"train": 1, "total": 1}
+
+
+COMPARED = ("*.parquet", "*.csv", "*.json")
+RUN_SPECIFIC = ("logs", "benchmarks", "report.html")
+
+
+def comparable_outputs(workdir: Path) -> dict[str, object]:
+    """Every table and record the workflow wrote, minus wall times."""
+    found = {}
+    for pattern in COMPARED:
+        for path in (workdir / "results").rglob(pattern):
+            relative = str(path.relative_to(workdir))
+            if any(part in RUN_SPECIFIC for part in path.relative_to(workdir).parts):
+                continue
+            if path.suffix == ".json":
+                record = json.loads(path.read_text())
+                found[relative] = {k: v for k, v in record.items() if k != "seconds"} if isinstance(record, dict) else record
+            elif path.suffix == ".parquet":
+                found[relative] = pd.read_parquet(path)
+            else:
+                found[relative] = path.read_text()
+    return found
+
+
+@pytest.mark.slow
+def test_the_tiny_config_on_a_real_slurm_cluster_equals_the_local_run(run, tmp_path_factory):
+    # short paths: munged's socket path must fit in a sockaddr
+    root = Path(os.environ.get("MOA_SLURM_TEST_DIR", "/tmp")) / f"moa-slurm-{os.getpid()}"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    workdir = tmp_path_factory.mktemp("slurm")
+    try:
+        with slurm_cluster.single_node_cluster(root / "cluster") as env:
+            env = {k: v for k, v in env.items() if k != "CUDA_VISIBLE_DEVICES"}
+            done = snakemake(workdir, TEST_CONFIG, "--profile", str(REPO / "profiles" / "slurm"),
+                             "--slurm-init-seconds-before-status-checks", "2", "--jobs", "4",
+                             "--slurm-logdir", str(root / "slurm_logs"), env=env, timeout=900)
+            print(done.stdout[-3000:], done.stderr[-3000:])
+    except slurm_cluster.ClusterUnavailable as why:
+        pytest.skip(f"no SLURM cluster could be started here: {why}")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    text = done.stdout + done.stderr
+    assert "sbatch" in text or "Submitted batch job" in text or "SLURM run ID" in text, text[-2000:]
+    gpu_logs = fold_files(workdir, GPU_MODEL, "oof.parquet")
+    assert gpu_logs
+    for log in (workdir / "results" / "logs" / "train" / GPU_MODEL).rglob("*.log"):
+        assert re.search(r"device: CUDA_VISIBLE_DEVICES='[01]' was set before the job started \(SLURM or the "
+                         r"user\); kept, no slot lock taken", log.read_text()), log.read_text()
+    for log in (workdir / "results" / "logs" / "train" / "stage1").rglob("*.log"):
+        assert "device: CPU (the model asks for no GPU)" in log.read_text()
+    local, cluster = comparable_outputs(run), comparable_outputs(workdir)
+    assert sorted(cluster) == sorted(local)
+    for name, expected in local.items():
+        if isinstance(expected, pd.DataFrame):
+            pd.testing.assert_frame_equal(cluster[name], expected, obj=name)
+        else:
+            assert cluster[name] == expected, name
+    print(f"SLURM run equals the local run: {len(local)} tables and records compared "
+          f"({sum(isinstance(v, pd.DataFrame) for v in local.values())} Parquet files)")

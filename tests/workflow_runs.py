@@ -1,0 +1,35 @@
+"""Running the workflow from the tests: snakemake on a config in a scratch folder, and reading its
+dry-run job counts."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+
+def snakemake(workdir: Path, configfile: Path, *args: str, check: bool = True, env: dict | None = None,
+              timeout: float = 600) -> subprocess.CompletedProcess:
+    command = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+               "--configfile", str(configfile), "--cores", "2", *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and done.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
+    return done
+
+
+def write_config(path: Path, **changes) -> Path:
+    config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    for key, value in changes.items():
+        config[key] = value
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def job_counts(done: subprocess.CompletedProcess) -> dict[str, int]:
+    stats = (done.stdout + done.stderr).split("Job stats:")[1].split("\n\n")[0]
+    return {job: int(n) for job, n in (line.split() for line in stats.splitlines()[3:])}
