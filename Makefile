@@ -7,7 +7,7 @@ CORES ?= 2
 # root installs Debian packages directly, anyone else through sudo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install browser demo test lint bench clean
+.PHONY: install browser slurm demo test lint bench clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,12 @@ browser:
 	command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null)
 
+# Debian's SLURM and munge, for the test that runs the workflow on a real one-node cluster
+slurm:
+	command -v slurmctld >/dev/null && command -v munged >/dev/null || ($(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+		slurm-wlm munge >/dev/null)
+
 demo: install
 	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml
 	$(BIN)/snakemake --configfile config/config.yaml --report results/report.html
@@ -31,7 +37,7 @@ demo: install
 	@echo "Submission: $(CURDIR)/results/submission.csv"
 	@echo "Report:     $(CURDIR)/results/report.html (tables also in $(CURDIR)/results/report/summary.md)"
 
-test: install browser
+test: install browser slurm
 	$(BIN)/python -m pytest
 
 lint: install
@@ -41,6 +47,7 @@ bench: install
 	$(BIN)/python bench/synth_oracle.py
 	$(BIN)/python bench/features.py
 	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/dag.py
 	$(BIN)/python bench/quality.py
 
 clean:

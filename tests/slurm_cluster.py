@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-DAEMONS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo")
+DAEMONS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "srun")
 
 
 class ClusterUnavailable(RuntimeError):
@@ -86,6 +86,18 @@ PartitionName=main Nodes={host} Default=YES MaxTime=INFINITE State=UP
     return conf
 
 
+def client_shims(root: Path, conf: Path) -> Path:
+    """A folder with an `srun` that knows this cluster's configuration. Inside a job, the SLURM executor
+    starts the job step with `srun` after dropping every SLURM_* variable, SLURM_CONF included, and
+    without it srun would look for the machine's own /etc/slurm/slurm.conf."""
+    folder = root / "bin"
+    folder.mkdir(exist_ok=True)
+    shim = folder / "srun"
+    shim.write_text(f'#!/bin/sh\nSLURM_CONF={conf} exec {program("srun")} "$@"\n')
+    shim.chmod(0o755)
+    return folder
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -139,7 +151,7 @@ def single_node_cluster(root: Path, timeout: float = 60):
         raise ClusterUnavailable("starting slurmctld, slurmd and munged needs root")
     host = socket.gethostname().split(".")[0]
     conf = write_configuration(root, host)
-    env = {**os.environ, "SLURM_CONF": str(conf)}
+    env = {**os.environ, "SLURM_CONF": str(conf), "PATH": f"{client_shims(root, conf)}:{os.environ['PATH']}"}
     try:
         try:
             start_munge(root)
