@@ -129,7 +129,7 @@ def train_network(module: nn.Module, x_train, y_train, x_valid, y_valid, recipe:
     history, best_loss, best_state, since_best = [], math.inf, None, 0
     for epoch in range(recipe.epochs):
         model.train()
-        total, seen = torch.zeros((), device=fabric.device), 0
+        total, seen = torch.zeros((), dtype=torch.float64, device=fabric.device), 0
         for index in batches(len(x), recipe.batch_size, generator):
             optimiser.zero_grad(set_to_none=True)
             loss = loss_fn(model(x[index]), y[index])
@@ -138,7 +138,7 @@ def train_network(module: nn.Module, x_train, y_train, x_valid, y_valid, recipe:
             if schedule.last_epoch + 1 < schedule.total_steps:
                 schedule.step()
             # summed on the device: a float() per batch would wait for the card every step
-            total += loss.detach().float() * len(index)
+            total += loss.detach().double() * len(index)
             seen += len(index)
         record = {"epoch": epoch, "train_loss": float(total) / max(seen, 1), "lr": optimiser.param_groups[0]["lr"]}
         if has_valid:
@@ -160,8 +160,11 @@ def train_network(module: nn.Module, x_train, y_train, x_valid, y_valid, recipe:
 def evaluate(module: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, batch_size: int) -> float:
     """Loss against the hard labels, as the write-up selected checkpoints."""
     module.eval()
-    total = sum(loss_fn(module(x[i:i + batch_size]).float(), y[i:i + batch_size]) * len(x[i:i + batch_size])
-                for i in range(0, len(x), batch_size))
+    # summed on the device, in float64 as a Python sum was: one synchronisation per evaluation
+    total = torch.zeros((), dtype=torch.float64, device=x.device)
+    for start in range(0, len(x), batch_size):
+        logits = module(x[start:start + batch_size]).float()
+        total += loss_fn(logits, y[start:start + batch_size]).double() * len(logits)
     return float(total) / len(x)
 
 
