@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-DAEMONS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "srun")
+PROGRAMS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "srun")
 
 
 class ClusterUnavailable(RuntimeError):
@@ -23,8 +23,7 @@ class ClusterUnavailable(RuntimeError):
 
 
 def missing_programs() -> list[str]:
-    return [name for name in DAEMONS if shutil.which(name) is None
-            and not Path("/usr/sbin", name).exists()]
+    return [name for name in PROGRAMS if not Path(program(name)).exists()]
 
 
 def program(name: str) -> str:

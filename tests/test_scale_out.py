@@ -37,8 +37,8 @@ def train_jobs(done: subprocess.CompletedProcess) -> set[tuple[str, str, str]]:
             for job in jobs if job.startswith("train:")}
 
 
-def fold_files(workdir: Path, model: str, name: str = "oof.parquet") -> list[Path]:
-    return sorted((workdir / "results" / "models" / model).glob(f"seed*/fold*/{name}"))
+def fold_files(workdir: Path, model: str) -> list[Path]:
+    return sorted((workdir / "results" / "models" / model).glob("seed*/fold*/oof.parquet"))
 
 
 def test_gpu_jobs_on_a_two_card_box_each_take_a_card_and_match_the_cpu_run(finished, run):
@@ -48,7 +48,7 @@ def test_gpu_jobs_on_a_two_card_box_each_take_a_card_and_match_the_cpu_run(finis
               env={**env, "MOA_FAKE_GPUS": "2"})
     for target in targets:
         fold_dir = Path(target).parent
-        log = (finished / "results" / "logs" / "train" / GPU_MODEL / f"{fold_dir.parent.name}" /
+        log = (finished / "results" / "logs" / "train" / GPU_MODEL / fold_dir.parent.name /
                f"{fold_dir.name}.log").read_text()
         assert re.search(r"device: GPU slot [01] of 2 won \(lock .*gpu_slots/gpu[01]\.lock\); "
                          r"CUDA_VISIBLE_DEVICES=[01]", log), log
