@@ -76,7 +76,7 @@ def workflow_row(threads: int) -> dict:
         jobs = [json.loads(p.read_text()) for p in (workdir / "results" / "models").glob("*/seed*/fold*/metrics.json")]
         devices = pd.Series([f"{j['device']} ({j['precision']})" for j in jobs]).value_counts().to_dict()
         slots = sum("GPU slot" in p.read_text() for p in (workdir / "results" / "logs" / "train").rglob("*.log"))
-        blend = json.loads((workdir / "results" / "blend" / "score.json").read_text())
+        blend = json.loads((workdir / "results" / "blend" / "searched" / "score.json").read_text())
     return {"wall seconds": seconds, "train jobs by device": devices, "jobs that took a GPU slot": slots,
             "blend OOF log loss (treated)": blend["oof"]["treated_rows"]}
 

@@ -1,20 +1,17 @@
-BLEND_MEMBERS = config["blend"]["members"]
-
-
 rule blend_weights:
     input:
-        oof=expand("results/models/{model}/oof.parquet", model=BLEND_MEMBERS),
+        oof=lambda wc: expand("results/models/{model}/oof.parquet", model=blend_members(wc.blend)),
         targets=f"{DATA}/train_targets_scored.parquet",
         train_features=f"{DATA}/train_features.parquet",
     output:
-        "results/blend/weights.json",
+        "results/blend/{blend}/weights.json",
     params:
-        members=BLEND_MEMBERS,
-        blend=canonical(config["blend"]),
+        members=lambda wc: blend_members(wc.blend),
+        blend=lambda wc: canonical(config["blends"][wc.blend]),
     log:
-        "results/logs/blend_weights.log",
+        "results/logs/blend_weights/{blend}.log",
     benchmark:
-        "results/benchmarks/blend_weights.tsv"
+        "results/benchmarks/blend_weights/{blend}.tsv"
     resources:
         mem_mb=lambda wc, input: 2000 + 600 * len(input.oof),
         runtime=60,
@@ -26,20 +23,24 @@ rule blend_weights:
 
 rule apply_blend:
     input:
-        weights="results/blend/weights.json",
-        oof=expand("results/models/{model}/oof.parquet", model=BLEND_MEMBERS),
-        test=expand("results/models/{model}/test.parquet", model=BLEND_MEMBERS),
-        **scoring_inputs(),
+        unpack(
+            lambda wc: {
+                "weights": f"results/blend/{wc.blend}/weights.json",
+                "oof": expand("results/models/{model}/oof.parquet", model=blend_members(wc.blend)),
+                "test": expand("results/models/{model}/test.parquet", model=blend_members(wc.blend)),
+                **scoring_inputs(),
+            }
+        ),
     output:
-        oof="results/blend/oof.parquet",
-        test="results/blend/test.parquet",
-        score="results/blend/score.json",
+        oof="results/blend/{blend}/oof.parquet",
+        test="results/blend/{blend}/test.parquet",
+        score="results/blend/{blend}/score.json",
     params:
-        members=BLEND_MEMBERS,
+        members=lambda wc: blend_members(wc.blend),
     log:
-        "results/logs/apply_blend.log",
+        "results/logs/apply_blend/{blend}.log",
     benchmark:
-        "results/benchmarks/apply_blend.tsv"
+        "results/benchmarks/apply_blend/{blend}.tsv"
     resources:
         mem_mb=3000,
         runtime=10,
@@ -51,12 +52,13 @@ rule apply_blend:
 
 rule submission:
     input:
-        test="results/blend/test.parquet",
+        test=f"results/blend/{SUBMISSION_BLEND}/test.parquet",
         sample=f"{DATA}/sample_submission.parquet",
         test_features=f"{DATA}/test_features.parquet",
     output:
         "results/submission.csv",
     params:
+        blend=SUBMISSION_BLEND,
         clip=config.get("submission", {}).get("clip", [0.0, 1.0]),
     log:
         "results/logs/submission.log",

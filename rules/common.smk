@@ -13,12 +13,14 @@ RAW_TABLES = [
     "sample_submission",
 ]
 SYNTHETIC = config["data"]["source"] == "synthetic"
+SUBMISSION_BLEND = config.get("submission", {}).get("blend") or next(iter(config["blends"]))
 
 
 wildcard_constraints:
     model="|".join(sorted(config["models"])) or "-",
     cv="|".join(sorted(config["cv"])),
     fset="|".join(sorted(config.get("feature_sets") or {})) or "-",
+    blend="|".join(sorted(config["blends"])),
     seed=r"\d+",
     fold=r"\d+",
 
@@ -36,30 +38,40 @@ def check_config():
                 f"model {name!r}: features {model['features']!r} is not a set under feature_sets"
             )
     check_stacking()
-    check_blend()
+    check_blends()
     if config["data"]["source"] == "kaggle" and "dir" not in config["data"]:
         raise ValueError("data.source is kaggle but data.dir (the folder with the Kaggle CSVs) is not set")
 
 
-def check_blend():
-    """Members exist and are scored; a searched blend compares OOF only within one CV scheme."""
-    blend = config["blend"]
-    for member in blend["members"]:
-        if member not in config["models"]:
-            raise ValueError(f"blend member {member!r} is not a model under models")
-        if config["models"][member].get("targets", "scored") != "scored":
-            raise ValueError(f"blend member {member!r} predicts non-scored targets; blend scored models only")
-    if blend["method"] == "fixed":
-        return
-    first = blend["members"][0]
-    for member in blend["members"][1:]:
-        if config["models"][member]["cv"] != config["models"][first]["cv"]:
-            raise ValueError(
-                f"blend members {first!r} (cv {config['models'][first]['cv']!r}) and {member!r} "
-                f"(cv {config['models'][member]['cv']!r}) come from different CV schemes: their OOF "
-                f"predictions are not comparable, so method {blend['method']!r} cannot weigh them. "
-                "Use method: fixed, or choose members of one scheme."
-            )
+def check_blends():
+    """Members exist and are scored; a searched blend compares OOF only within one CV scheme; blend names
+    do not shadow model names (they share the score table); the submission's blend exists."""
+    for name, blend in config["blends"].items():
+        if name in config["models"]:
+            raise ValueError(f"blend {name!r} has the name of a model; name it differently")
+        for member in blend["members"]:
+            if member not in config["models"]:
+                raise ValueError(f"blend {name!r}: member {member!r} is not a model under models")
+            if config["models"][member].get("targets", "scored") != "scored":
+                raise ValueError(
+                    f"blend {name!r}: member {member!r} predicts non-scored targets; blend scored models only"
+                )
+        if blend["method"] == "fixed":
+            continue
+        first = blend["members"][0]
+        for member in blend["members"][1:]:
+            if config["models"][member]["cv"] != config["models"][first]["cv"]:
+                raise ValueError(
+                    f"blend {name!r}: members {first!r} (cv {config['models'][first]['cv']!r}) and {member!r} "
+                    f"(cv {config['models'][member]['cv']!r}) come from different CV schemes: their OOF "
+                    f"predictions are not comparable, so method {blend['method']!r} cannot weigh them. "
+                    "Use method: fixed, or choose members of one scheme."
+                )
+    if SUBMISSION_BLEND not in config["blends"]:
+        raise ValueError(
+            f"submission.blend {SUBMISSION_BLEND!r} is not a blend under blends "
+            f"(known: {', '.join(config['blends'])})"
+        )
 
 
 def check_stacking():
@@ -172,8 +184,14 @@ def train_inputs(wildcards):
 
 
 def truth_inputs():
-    """Held-out truth of synthetic data, used to score test predictions; nothing for real data."""
-    return {"test_truth": f"{SYNTH}/test_targets_scored.parquet"} if SYNTHETIC else {}
+    """Held-out truth of synthetic data and which test rows are of known or new drugs, used to score test
+    predictions; nothing for real data."""
+    if not SYNTHETIC:
+        return {}
+    return {
+        "test_truth": f"{SYNTH}/test_targets_scored.parquet",
+        "test_split": f"{SYNTH}/test_split.parquet",
+    }
 
 
 def model_scoring_inputs(wildcards):
@@ -185,6 +203,15 @@ def model_scoring_inputs(wildcards):
         "train_features": f"{DATA}/train_features.parquet",
         "test_features": f"{DATA}/test_features.parquet",
     }
+
+
+def blend_members(blend):
+    return config["blends"][blend]["members"]
+
+
+def all_blend_members():
+    """Every model in some blend, each once, in the order the blends name them."""
+    return list(dict.fromkeys(m for blend in config["blends"].values() for m in blend["members"]))
 
 
 def scored_models():

@@ -7,6 +7,7 @@ if SYNTHETIC:
             oracle_train=f"{SYNTH}/oracle_train.parquet",
             oracle_test=f"{SYNTH}/oracle_test.parquet",
             oracle_observed_test=f"{SYNTH}/oracle_observed_test.parquet",
+            test_split=f"{SYNTH}/test_split.parquet",
         params:
             synthetic=canonical(config["data"].get("synthetic", {})),
             out_dir=lambda wildcards, output: os.path.dirname(output.test_truth),

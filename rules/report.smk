@@ -1,7 +1,7 @@
 rule diversity:
     input:
-        oof=expand("results/models/{model}/oof.parquet", model=BLEND_MEMBERS),
-        test=expand("results/models/{model}/test.parquet", model=BLEND_MEMBERS),
+        oof=expand("results/models/{model}/oof.parquet", model=all_blend_members()),
+        test=expand("results/models/{model}/test.parquet", model=all_blend_members()),
         train_features=f"{DATA}/train_features.parquet",
         test_features=f"{DATA}/test_features.parquet",
     output:
@@ -22,7 +22,7 @@ rule diversity:
             labels={"name": "correlation, test"},
         ),
     params:
-        members=BLEND_MEMBERS,
+        members=all_blend_members(),
     log:
         "results/logs/diversity.log",
     benchmark:
@@ -38,25 +38,29 @@ rule diversity:
 
 rule ablation:
     input:
-        weights="results/blend/weights.json",
-        oof=expand("results/models/{model}/oof.parquet", model=BLEND_MEMBERS),
-        test=expand("results/models/{model}/test.parquet", model=BLEND_MEMBERS),
-        **scoring_inputs(),
+        unpack(
+            lambda wc: {
+                "weights": f"results/blend/{wc.blend}/weights.json",
+                "oof": expand("results/models/{model}/oof.parquet", model=blend_members(wc.blend)),
+                "test": expand("results/models/{model}/test.parquet", model=blend_members(wc.blend)),
+                **scoring_inputs(),
+            }
+        ),
     output:
-        table="results/report/ablation.csv",
+        table="results/report/ablation/{blend}.csv",
         page=report(
-            "results/report/ablation.html",
+            "results/report/ablation/{blend}.html",
             caption="../workflow/report/ablation.rst",
             category="2. Blend",
             subcategory="Ablation",
-            labels={"name": "ablation table"},
+            labels={"blend": "{blend}"},
         ),
     params:
-        members=BLEND_MEMBERS,
+        members=lambda wc: blend_members(wc.blend),
     log:
-        "results/logs/ablation.log",
+        "results/logs/ablation/{blend}.log",
     benchmark:
-        "results/benchmarks/ablation.tsv"
+        "results/benchmarks/ablation/{blend}.tsv"
     resources:
         mem_mb=lambda wc, input: 2000 + 1000 * len(input.oof),
         runtime=60,
@@ -96,9 +100,9 @@ rule learning_curves:
 rule report_summary:
     input:
         models=expand("results/models/{model}/score.json", model=scored_models()),
-        blend="results/blend/score.json",
-        weights="results/blend/weights.json",
-        ablation=rules.ablation.output.table,
+        blends=expand("results/blend/{blend}/score.json", blend=config["blends"]),
+        weights=expand("results/blend/{blend}/weights.json", blend=config["blends"]),
+        ablation=expand("results/report/ablation/{blend}.csv", blend=config["blends"]),
         correlation_oof="results/report/correlation_oof.csv",
         correlation_test="results/report/correlation_test.csv",
         oracle=["results/oracle/score.json"] if SYNTHETIC else [],
@@ -127,7 +131,7 @@ rule report_summary:
         ),
     params:
         models=scored_models(),
-        members=BLEND_MEMBERS,
+        blends={name: blend["members"] for name, blend in config["blends"].items()},
         baseline=next((n for n, m in config["models"].items() if m["arch"] == "prior"), None),
     log:
         "results/logs/report_summary.log",

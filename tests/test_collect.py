@@ -181,3 +181,39 @@ def test_score_all_scores_test_only_when_its_truth_is_given(tmp_path):
 
     assert set(both) == {"oof", "test"}
     assert both["test"]["treated_rows"] == pytest.approx(np.log(2), rel=1e-9)
+
+
+def paths_with_test_split(tmp_path, targets, features, split: pd.DataFrame) -> dict:
+    """Score inputs where the test set is the scoring tables themselves, with `split` as its test split."""
+    paths = {name: tmp_path / f"{name}.parquet" for name in ("targets", "train_features", "test_split")}
+    targets.to_parquet(paths["targets"], index=False)
+    features.to_parquet(paths["train_features"], index=False)
+    split.to_parquet(paths["test_split"], index=False)
+    return {**paths, "test_truth": paths["targets"], "test_features": paths["train_features"]}
+
+
+def test_score_all_scores_known_and_new_drug_test_rows_on_their_own_rows(tmp_path):
+    targets, features, predictions = scoring_tables()
+    # rows 1 and 4 are of a train drug, 3 and 6 of a new one, 2 and 5 controls
+    split = ["known", "control", "new", "known", "control", "new"]
+    paths = paths_with_test_split(tmp_path, targets, features,
+                                  pd.DataFrame({"sig_id": targets["sig_id"], "drug_id": "d", "split": split}))
+
+    result = collect.score_all(predictions, predictions, paths)
+
+    truth, pred = targets[["a", "b"]].to_numpy(float), np.array([[0.8, 0.1], [0.1, 0.9], [0.6, 0.3], [0.2, 0.7]])
+    known, new = [0, 2], [1, 3]   # positions of rows 1, 4 and 3, 6 in `pred`
+    assert result["test_known"]["treated_rows"] == pytest.approx(
+        metrics.log_loss(truth[[0, 3]], pred[known]), rel=1e-12)
+    assert result["test_new"]["treated_rows"] == pytest.approx(metrics.log_loss(truth[[2, 5]], pred[new]), rel=1e-12)
+    assert (result["test_known"]["n_treated"], result["test_new"]["n_treated"]) == (2, 2)
+    assert result["test"] == collect.score(predictions, targets, features)
+
+
+def test_score_all_refuses_a_test_row_missing_from_the_split(tmp_path):
+    targets, features, predictions = scoring_tables()
+    paths = paths_with_test_split(tmp_path, targets, features,
+                                  pd.DataFrame({"sig_id": targets["sig_id"][1:], "split": "new"}))
+
+    with pytest.raises(ValueError, match=f"test row '{sig(1)}' is not in the test split table"):
+        collect.score_all(predictions, predictions, paths)

@@ -261,3 +261,12 @@ def test_prior_floor_clips_rates_on_both_sides():
     np.testing.assert_allclose(model.predict(np.zeros(3)), [[0.1, 0.9, 0.5]] * 3, rtol=1e-6)
     assert model.predict(np.zeros(3)).dtype == np.float32
     assert metrics.log_loss([[0, 1, 1]], model.predict([0])) > 0
+
+
+def test_prior_by_default_never_predicts_a_target_unseen_in_training_as_impossible():
+    model = PriorModel()
+    model.fit(None, np.array([[0, 1], [0, 0]]))
+
+    np.testing.assert_allclose(model.predict(np.zeros(1)), [[3e-4, 0.5]], rtol=1e-6)
+    # a positive of the unseen target then costs -log(3e-4) = 8.1 nats, not -log(1e-15) = 34.5
+    assert metrics.log_loss([[1, 0]], model.predict([0])) < 5

@@ -11,11 +11,14 @@ from moa import report
 
 
 def scores() -> dict[str, dict]:
-    """score.json contents: a baseline, a model and an oracle, OOF and test."""
+    """score.json contents: a baseline, a model and an oracle, OOF and test (all rows, new and known drugs)."""
+    def entry(oof_all, oof, test_all, test, new, known):
+        return {"oof": {"all_rows": oof_all, "treated_rows": oof}, "test": {"all_rows": test_all, "treated_rows": test},
+                "test_new": {"all_rows": new, "treated_rows": new}, "test_known": {"all_rows": known, "treated_rows": known}}
     return {
-        "prior": {"oof": {"all_rows": 0.018, "treated_rows": 0.02}, "test": {"all_rows": 0.036, "treated_rows": 0.04}},
-        "model": {"oof": {"all_rows": 0.014, "treated_rows": 0.015}, "test": {"all_rows": 0.028, "treated_rows": 0.03}},
-        "oracle": {"oof": {"all_rows": 0.009, "treated_rows": 0.01}, "test": {"all_rows": 0.018, "treated_rows": 0.02}},
+        "prior": entry(0.018, 0.02, 0.036, 0.04, 0.05, 0.03),
+        "model": entry(0.014, 0.015, 0.027, 0.03, 0.04, 0.01),
+        "oracle": entry(0.009, 0.01, 0.018, 0.02, 0.03, 0.02),
     }
 
 
@@ -25,17 +28,19 @@ def test_score_table_ratios_to_baseline_and_gap_closed():
     table = report.score_table(scores(), baseline="prior", oracle="oracle")
 
     assert list(table.index) == ["prior", "model", "oracle"]
-    assert list(table.columns) == ["oof_all", "oof_treated", "test_all", "test_treated",
-                                   "oof_treated/prior", "oof_treated gap closed",
-                                   "test_treated/prior", "test_treated gap closed"]
+    assert list(table.columns) == ["oof_all", "oof_treated", "test_all", "test_treated", "test_new", "test_known",
+                                   "oof_treated/prior", "oof_treated gap closed", "test_all/prior",
+                                   "test_new/prior", "test_new gap closed"]
     assert table.loc["model", "oof_all"] == 0.014
     assert table.loc["model", "test_treated"] == 0.03
+    assert table.loc["model", "test_known"] == 0.01
     # 0.015 / 0.02 = 0.75; (0.02 - 0.015) / (0.02 - 0.01) = 0.5
     assert table.loc["model", "oof_treated/prior"] == pytest.approx(0.75)
     assert table.loc["model", "oof_treated gap closed"] == pytest.approx(0.5)
-    # 0.03 / 0.04 = 0.75; (0.04 - 0.03) / (0.04 - 0.02) = 0.5
-    assert table.loc["model", "test_treated/prior"] == pytest.approx(0.75)
-    assert table.loc["model", "test_treated gap closed"] == pytest.approx(0.5)
+    # 0.027 / 0.036 = 0.75 over all test rows; on new drugs 0.04 / 0.05 = 0.8, (0.05 - 0.04) / (0.05 - 0.03) = 0.5
+    assert table.loc["model", "test_all/prior"] == pytest.approx(0.75)
+    assert table.loc["model", "test_new/prior"] == pytest.approx(0.8)
+    assert table.loc["model", "test_new gap closed"] == pytest.approx(0.5)
     assert table.loc["prior", "oof_treated/prior"] == pytest.approx(1.0)
     assert table.loc["prior", "oof_treated gap closed"] == pytest.approx(0.0)
     assert table.loc["oracle", "oof_treated/prior"] == pytest.approx(0.5)
@@ -45,14 +50,14 @@ def test_score_table_ratios_to_baseline_and_gap_closed():
 def test_score_table_without_oracle_has_ratios_but_no_gap():
     table = report.score_table(scores(), baseline="prior")
 
-    assert "oof_treated/prior" in table and "test_treated/prior" in table
+    assert "oof_treated/prior" in table and "test_new/prior" in table
     assert not any("gap closed" in c for c in table.columns)
 
 
 def test_score_table_without_baseline_has_only_scores():
     table = report.score_table(scores())
 
-    assert list(table.columns) == ["oof_all", "oof_treated", "test_all", "test_treated"]
+    assert list(table.columns) == ["oof_all", "oof_treated", "test_all", "test_treated", "test_new", "test_known"]
 
 
 def test_score_table_drops_parts_nobody_has_and_leaves_nan_for_missing_ones():
@@ -63,8 +68,8 @@ def test_score_table_drops_parts_nobody_has_and_leaves_nan_for_missing_ones():
     del mixed["model"]["test"]
     table = report.score_table(mixed, baseline="prior")
     assert math.isnan(table.loc["model", "test_treated"])
-    assert math.isnan(table.loc["model", "test_treated/prior"])
-    assert table.loc["oracle", "test_treated/prior"] == pytest.approx(0.5)
+    assert math.isnan(table.loc["model", "test_all/prior"])
+    assert table.loc["oracle", "test_all/prior"] == pytest.approx(0.5)
 
 
 # --- to_markdown ---------------------------------------------------------------------------------
@@ -88,8 +93,9 @@ def test_to_markdown_of_a_score_table_has_one_line_per_entry():
 
     assert len(lines) == 2 + 3
     assert lines[0] == "| name | " + " | ".join(table.columns) + " |"
-    assert lines[1] == "|" + "---|" * 9
-    assert lines[3] == ("| model | 0.01400 | 0.01500 | 0.02800 | 0.03000 | 0.75000 | 0.50000 | 0.75000 | 0.50000 |")
+    assert lines[1] == "|" + "---|" * 12
+    assert lines[3] == ("| model | 0.01400 | 0.01500 | 0.02700 | 0.03000 | 0.04000 | 0.01000 | 0.75000 | 0.50000 "
+                        "| 0.75000 | 0.80000 | 0.50000 |")
 
 
 # --- write_summary -------------------------------------------------------------------------------

@@ -99,6 +99,8 @@ def test_cells_have_a_dominant_toxicity_factor_and_a_heavy_negative_tail(full):
     trt_cells = cells[treated(full.train_features)]
     corr = np.corrcoef(trt_cells.T)[np.triu_indices(schema.N_CELLS, 1)]
     assert 0.7 < np.median(corr) < 0.9
+    # real: 4,178 of the 4,950 pairs above 0.8 (84%): one factor, with column-specific noise around it
+    assert 0.75 < (corr > 0.8).mean() < 0.93, (corr > 0.8).sum()
     at_floor = (cells == -10).mean()
     assert 0.004 < at_floor < 0.01, at_floor
     assert cells.max() < 10
@@ -108,7 +110,9 @@ def test_cells_have_a_dominant_toxicity_factor_and_a_heavy_negative_tail(full):
 
 def test_genes_are_clipped_near_normal_and_only_loosely_correlated(full):
     genes = full.train_features[schema.gene_columns()].to_numpy()
-    assert (genes.min(axis=0) == -10).sum() >= 10 and (genes.max(axis=0) == 10).sum() >= 10
+    # real: 393 and 376 of the 772 gene columns reach -10 and +10 (strongly active drugs)
+    at_low, at_high = (genes.min(axis=0) == -10).sum(), (genes.max(axis=0) == 10).sum()
+    assert 300 <= at_low <= 480 and 300 <= at_high <= 480, (at_low, at_high)
     q25, q75 = np.quantile(genes, [0.25, 0.75])
     assert -0.8 < q25 < -0.4 and 0.4 < q75 < 0.8
     trt_genes = genes[treated(full.train_features)]
@@ -117,13 +121,56 @@ def test_genes_are_clipped_near_normal_and_only_loosely_correlated(full):
     assert (genes == 0).mean(axis=0).max() > 0.2, "some low-variance genes have a point mass at 0"
 
 
-def test_test_rows_come_from_the_same_population(full):
-    train_rate = values(full.train_targets_scored)[treated(full.train_features)].mean(axis=0)
-    test_rate = values(full.test_targets_scored)[treated(full.test_features)].mean(axis=0)
+def test_new_test_drugs_come_from_the_population_of_ordinary_train_drugs(full):
+    sizes = full.train_drug[schema.DRUG].map(full.train_drug[schema.DRUG].value_counts()).to_numpy()
+    ordinary = treated(full.train_features) & (sizes <= 18)
+    train_rate = values(full.train_targets_scored)[ordinary].mean(axis=0)
+    test_rate = values(full.test_targets_scored)[(full.test_split["split"] == "new").to_numpy()].mean(axis=0)
     big = train_rate > 0.01
-    np.testing.assert_allclose(test_rate[big], train_rate[big], rtol=0.5)
+    np.testing.assert_allclose(test_rate[big], train_rate[big], rtol=0.3)
     control_share = (~treated(full.test_features)).mean()
     assert 0.08 < control_share < 0.10
+
+
+def test_test_rows_are_frequent_train_drugs_and_new_drugs_recorded_in_the_split(full):
+    split, train_drugs = full.test_split, full.train_drug
+    assert split[schema.ID].equals(full.test_features[schema.ID])
+    control = ~treated(full.test_features)
+    assert (split["split"][control] == "control").all() and (split["split"][~control] != "control").all()
+    sizes = train_drugs[schema.DRUG].value_counts()
+    known = split[split["split"] == "known"]
+    new = split[split["split"] == "new"]
+    # the frequent drugs (> 18 train rows, the control apart) and only they, at their estimated test counts
+    frequent = sizes[(sizes > 18) & (sizes.index != train_drugs[schema.DRUG][~treated(full.train_features)].iloc[0])]
+    test_counts = known[schema.DRUG].value_counts()
+    assert set(test_counts.index) == set(frequent.index)
+    assert test_counts[frequent.index[frequent == 718][0]] == 142 and test_counts.sum() == 286 + 3
+    assert not set(new[schema.DRUG]) & set(train_drugs[schema.DRUG])
+    assert len(known) + len(new) == 3624
+
+
+def test_new_test_drugs_have_the_train_design(full):
+    test = full.test_features.merge(full.test_split, on=schema.ID)
+    new = test[test["split"] == "new"]
+    sizes = new.groupby(schema.DRUG).size()
+    assert (sizes <= 18).all() and (sizes == 6).mean() > 0.75
+    six = new[new[schema.DRUG].isin(sizes.index[sizes == 6])]
+    combos = six.groupby(schema.DRUG)[[schema.CP_TIME, schema.CP_DOSE]].apply(lambda g: len(g.drop_duplicates()))
+    assert (combos == 6).all(), "a 6-row drug is 3 times x 2 doses"
+    labels = full.test_targets_scored.set_index(schema.ID).loc[new[schema.ID]]
+    assert (labels.groupby(new[schema.DRUG].to_numpy()).nunique() == 1).all().all(), "one label vector per drug"
+
+
+def test_test_rows_of_a_frequent_drug_share_its_train_signature(full):
+    genes = schema.gene_columns()
+    train = full.train_features.merge(full.train_drug, on=schema.ID)
+    train = train[treated(full.train_features)]
+    profiles = train.groupby(schema.DRUG)[genes].mean()
+    test = full.test_features.merge(full.test_split, on=schema.ID)
+    known = test[test["split"] == "known"].groupby(schema.DRUG)[genes].mean()
+    for drug, profile in known.iterrows():
+        distances = np.linalg.norm(profiles.to_numpy() - profile.to_numpy(), axis=1)
+        assert profiles.index[distances.argmin()] == drug
 
 
 def prior_and_oracle(data, table: str) -> tuple[float, float]:
@@ -164,7 +211,8 @@ def test_oracle_is_the_exact_gaussian_mixture_posterior():
     design = np.arange(4)
     pattern = drugs.pattern[design]
     time, dose = np.array([24, 48, 72, 48]), np.array(["D1", "D2", "D2", "D1"])
-    rows = synth.sample_rows(model, pattern, design, time, dose, len(design), rng)
+    draws = synth.draw_drugs(model, np.zeros(len(design), dtype=bool), rng)
+    rows = synth.sample_rows(model, pattern, design, time, dose, draws, rng)
     got = synth.oracle(model, rows.z, time, dose, np.ones(4, bool))
 
     present = model.pattern_prior > 0

@@ -29,7 +29,7 @@ def test_submission_has_the_kaggle_shape_and_zero_controls(run):
 def test_every_level_writes_a_score(run):
     results = run / "results"
     for path in ["models/prior/score.json", "models/prior_new/score.json", "models/linear/score.json",
-                 "blend/score.json", "oracle/score.json"]:
+                 "blend/searched/score.json", "blend/fixed/score.json", "oracle/score.json"]:
         score = json.loads((results / path).read_text())
         assert 0 < score["oof"]["treated_rows"] < 1 and 0 < score["test"]["all_rows"] < 1
     summary = (results / "report" / "summary.md").read_text()
@@ -37,6 +37,11 @@ def test_every_level_writes_a_score(run):
     oracle = json.loads((results / "oracle" / "score.json").read_text())
     prior = json.loads((results / "models/prior/score.json").read_text())
     assert oracle["test"]["treated_rows"] < prior["test"]["treated_rows"]
+    assert oracle["test_new"]["treated_rows"] < prior["test_new"]["treated_rows"]
+    split = pd.read_parquet(results / "synthetic" / "test_split.parquet")
+    known, new = (split["split"] == "known").sum(), (split["split"] == "new").sum()
+    assert (prior["test_known"]["n_treated"], prior["test_new"]["n_treated"]) == (known, new)
+    assert known + new == prior["test"]["n_treated"]
 
 
 def test_each_job_has_a_log_and_a_benchmark(run):
@@ -144,18 +149,29 @@ def test_bad_stacking_fails_at_parse_time_naming_both_models(tmp_path, change, m
 
 
 def test_a_searched_blend_mixing_cv_schemes_is_refused_at_parse_time(tmp_path):
-    config = write_config(tmp_path / "bad.yaml", blend={"members": ["prior", "prior_new"], "method": "optuna"})
+    config = write_config(tmp_path / "bad.yaml", blends={"mixed": {"members": ["prior", "prior_new"], "method": "optuna"}})
     done = snakemake(tmp_path, config, "-n", check=False)
     assert done.returncode != 0
-    assert ("blend members 'prior' (cv 'old') and 'prior_new' (cv 'new') come from different CV schemes"
+    assert ("blend 'mixed': members 'prior' (cv 'old') and 'prior_new' (cv 'new') come from different CV schemes"
             in done.stdout + done.stderr)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"blends": {"prior": {"members": ["linear"], "method": "fixed"}}}, "blend 'prior' has the name of a model"),
+    ({"submission": {"blend": "best"}}, "submission.blend 'best' is not a blend under blends (known: searched, fixed)"),
+    ({"blends": {"b": {"members": ["lineer"], "method": "fixed"}}}, "blend 'b': member 'lineer' is not a model"),
+])
+def test_bad_blend_settings_are_refused_at_parse_time(tmp_path, changes, message):
+    done = snakemake(tmp_path, write_config(tmp_path / "bad.yaml", **changes), "-n", check=False)
+    assert done.returncode != 0
+    assert message in done.stdout + done.stderr
 
 
 def test_searched_blend_beats_its_members_and_optuna_agrees_with_slsqp_on_real_oof(run):
     from moa import blend
 
     results = run / "results"
-    record = json.loads((results / "blend" / "weights.json").read_text())
+    record = json.loads((results / "blend" / "searched" / "weights.json").read_text())
     assert record["method"] == "slsqp"
     weights = record["weights"]
     assert list(weights) == sorted(["prior", "linear", "stage3"])
@@ -168,17 +184,21 @@ def test_searched_blend_beats_its_members_and_optuna_agrees_with_slsqp_on_real_o
     optuna_loss = problem.loss(problem.weight_vector(blend.search_weights(problem, "optuna", n_trials=150)))
     # SLSQP finds the optimum; TPE, sampling, comes within 0.5% of its log loss
     assert record["oof_treated"] - 1e-9 <= optuna_loss <= record["oof_treated"] * 1.005
-    blended = json.loads((results / "blend" / "score.json").read_text())
+    blended = json.loads((results / "blend" / "searched" / "score.json").read_text())
     assert blended["oof"]["treated_rows"] == pytest.approx(record["oof_treated"], rel=1e-5)
 
 
 def test_report_tables_and_figures_are_written(run):
     report = run / "results" / "report"
-    members = pd.read_csv(report / "members.csv", index_col=0)
+    members = pd.read_csv(report / "members.csv", index_col=[0, 1]).loc["searched"]
     assert list(members.index) == ["prior", "linear", "stage3", "oracle (Bayes floor)"]
     assert members["weight"].sum() == pytest.approx(1.0)
     assert 0 <= members.loc["oracle (Bayes floor)", "oof_treated"] < members.loc["prior", "oof_treated"]
-    ablation = pd.read_csv(report / "ablation.csv", index_col=0)
+    fixed = pd.read_csv(report / "members.csv", index_col=[0, 1]).loc["fixed"]
+    assert fixed.loc["linear", "weight"] == pytest.approx(0.25) and fixed.loc["stage3", "weight"] == pytest.approx(0.75)
+    scores = pd.read_csv(report / "scores.csv", index_col=0)
+    assert {"searched", "fixed"} <= set(scores.index) and "test_new gap closed" in scores
+    ablation = pd.read_csv(report / "ablation" / "searched.csv", index_col=0)
     assert list(ablation.index) == ["prior", "linear", "stage3"]
     assert {"oof loss added", "test loss added"} <= set(ablation.columns)
     correlation = pd.read_csv(report / "correlation_oof.csv", index_col=0)
@@ -188,7 +208,8 @@ def test_report_tables_and_figures_are_written(run):
                  *[f"learning_curves/{m}.png" for m in ["prior", "linear", "stage1", "stage2", "stage3", "prior_new"]]]:
         assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     summary = (report / "summary.md").read_text()
-    assert "## Blend members and weights (slsqp)" in summary and "## Ablation" in summary
+    assert "## Blend searched: members and weights (slsqp)" in summary
+    assert "## Blend fixed: members and weights (fixed)" in summary and "## Blend fixed without each member" in summary
 
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -228,14 +249,15 @@ def test_html_report_renders_its_figures_and_tables_in_a_browser(run):
     for figure in ["score chart", "stage3", "linear"]:
         images = shown[figure][0]
         assert len(images) == 1 and images[0][0] and images[0][1] > 300 and images[0][2] > 200, (figure, images)
-    assert any("blend" in text and "oracle" in text for text in shown["score table"][1])
+    assert any("searched" in text and "oracle" in text for text in shown["score table"][1])
 
 
-def test_the_best_cv_file_replaces_only_the_paper_blend(tmp_path):
-    done = snakemake(tmp_path, REPO / "config" / "paper.yaml", "-n", "-p", "results/blend/weights.json",
-                     "--configfile", str(REPO / "config" / "paper.yaml"), str(REPO / "config" / "paper_best_cv.yaml"),
-                     "--config", "data={'source': 'synthetic'}")
+def test_the_paper_config_has_both_blends_and_submits_best_lb(tmp_path):
+    done = snakemake(tmp_path, REPO / "config" / "paper.yaml", "-n", "-p", "results/submission.csv",
+                     "results/blend/best_cv/weights.json", "--config", "data={'source': 'synthetic'}")
     text = done.stdout + done.stderr
-    rule = text.split("rule blend_weights:")[1].split("Job stats")[0]
-    assert "results/models/nn3_stage3/oof.parquet, results/models/simple_nn_old/oof.parquet" in rule
-    assert "simple_nn_new" not in rule
+    best_cv = [job for job in text.split("rule blend_weights:")[1:] if "results/blend/best_cv/" in job][0]
+    assert "results/models/nn3_stage3/oof.parquet, results/models/simple_nn_old/oof.parquet" in best_cv
+    assert "simple_nn_new" not in best_cv.split("output:")[0]
+    submission = text.split("rule submission:")[1]
+    assert "results/blend/best_lb/test.parquet" in submission.split("output:")[0]

@@ -5,7 +5,7 @@ from collections import defaultdict
 
 import pandas as pd
 
-from moa import metrics, schema
+from moa import metrics, schema, synth
 
 
 def average_oof(fold_tables: dict[int, list[pd.DataFrame]]) -> pd.DataFrame:
@@ -54,9 +54,23 @@ def score(predictions: pd.DataFrame, targets: pd.DataFrame, features: pd.DataFra
 
 
 def score_all(oof: pd.DataFrame, test: pd.DataFrame, paths) -> dict:
-    """OOF score on train; test score too when the held-out truth (synthetic data) is among `paths`."""
+    """OOF score on train; test scores too when the held-out truth (synthetic data) is among `paths`: on all
+    test rows, and, given the test split, on the rows of each kind of test drug (`test_known`, `test_new`)."""
     read = pd.read_parquet
     result = {"oof": score(oof, read(paths["targets"]), read(paths["train_features"]))}
     if "test_truth" in paths.keys():
-        result["test"] = score(test, read(paths["test_truth"]), read(paths["test_features"]))
+        truth, features = read(paths["test_truth"]), read(paths["test_features"])
+        result["test"] = score(test, truth, features)
+        if "test_split" in paths.keys():
+            result.update(score_test_splits(test, truth, features, read(paths["test_split"])))
     return result
+
+
+def score_test_splits(test: pd.DataFrame, truth: pd.DataFrame, features: pd.DataFrame,
+                      split: pd.DataFrame) -> dict:
+    """Scores on the test rows of each split other than controls (whose truth is trivially 0)."""
+    kind = truth[schema.ID].map(split.set_index(schema.ID)[synth.SPLIT])
+    if kind.isna().any():
+        raise ValueError(f"test row {truth[schema.ID][kind.isna()].iloc[0]!r} is not in the test split table")
+    return {f"test_{name}": score(test, truth[(kind == name).to_numpy()], features)
+            for name in (synth.KNOWN_SPLIT, synth.NEW_SPLIT) if (kind == name).any()}

@@ -61,9 +61,9 @@ def learning_curves(histories: dict[str, pd.DataFrame], path, title: str) -> Non
 
 
 def score_chart(table: pd.DataFrame, path, baseline: str | None = None, oracle: str | None = None) -> None:
-    """Horizontal bars of each row's treated-row log loss (OOF, and test when known), with the baseline
-    and the oracle as vertical lines."""
-    parts = [c for c in ("oof_treated", "test_treated") if c in table]
+    """Horizontal bars of each row's treated-row log loss (OOF, and the test rows of new and of known drugs
+    when their truth is known), with the baseline and the oracle as vertical lines."""
+    parts = [c for c in ("oof_treated", "test_new", "test_known") if c in table]
     rows = [n for n in table.index if n != oracle]
     # a badly failing model would squash every other bar: the axis stops at twice the baseline
     limit = 2 * table.loc[baseline, parts].max() if baseline in table.index else table[parts].max().max()

@@ -9,23 +9,38 @@ The generator works at drug level, then row level, in a latent Gaussian space ``
   at ``scale = 1``. ``m[pattern]`` sums one effect vector per label; label effects are built from
   shared modules (tokens of the label names such as ``dopamine`` or ``kinase``, with the sign of
   agonist/antagonist), so related MoAs and non-scored targets share signal with the scored ones.
-* ``a_drug`` is the drug's potency, one of a few discrete levels (0 = inactive at these doses).
+* ``a_drug`` is the drug's potency, one of a few discrete levels (0 = inactive at these doses; the
+  rare highest level drives about half of the gene columns to the clip at -10 or +10, as in the real
+  data). The frequent drugs (more than 18 train rows, the assay's reference compounds) all have one
+  fixed active potency: they carry most of the cells' dead-cell mass at -10.
 * ``D v + tau * eta`` is the drug's own, label-free signature: rows of a drug resemble each other.
   A drug inactive at these doses (potency 0) has none: it looks like a control, so a model cannot
   recognise it, and learn its labels, from its other rows.
 * ``A u`` are row-level shared factors: a dominant cell-viability/toxicity factor (all ``c-``
-  columns and a subset of genes) and blocks of co-regulated genes.
+  columns and a subset of genes) and blocks of co-regulated genes. Each ``c-`` column has its own
+  residual noise, so c-c correlations spread around 0.8 as in the real data.
 * Observed features are ``z`` clipped to [-10, 10], with a few low-variance gene columns snapped to
   0 near zero (a quantile-normalisation artefact of the real data), rounded to 4 significant digits.
+
+The test set is split like the real one (``test_split`` records each row's drug and kind):
+
+* ``known``: the frequent drugs appear in test too, with the same signature and potency, at their
+  estimated real test counts (data_facts §6: 142 rows of the nfkb/proteasome drug, 28 of the tubulin
+  one, ...) times ``scale``;
+* ``new``: the rest of the treated rows come from drugs not in train, drawn from the population of
+  train's ordinary drugs (pattern and row count together, so 6 rows = 3 times x 2 doses and
+  replicates as in train), each with a fresh potency and signature;
+* ``control``: control rows at the real test share.
 
 The oracle is the exact posterior P(target | z, time, dose) under this model: a mixture over
 (pattern, potency) components with one Gaussian each, since the drug terms are Gaussian given the
 potency (with the drug signature's covariance for active drugs only). It conditions on ``z``, from
 which the observed features are a deterministic function, so its expected log loss is a floor for any
 model of the observed features; the floor is tight except for clipped and snapped cells (the bench
-reports the posterior recomputed from the observed values).
-Test rows are new drugs of the same population (label pattern drawn in proportion to train rows,
-fresh potency and signature): a model cannot beat the oracle on them in expectation.
+reports the posterior recomputed from the observed values). On ``new`` test rows it uses the
+new-drug population's pattern prior and is the floor: no model beats it there in expectation. On
+train rows and ``known`` test rows it is the posterior for a drug drawn from all of train's rows,
+and no floor: a model that recognises a known drug's signature may beat it.
 """
 from __future__ import annotations
 
@@ -49,7 +64,12 @@ REAL_TEST_TREATED_PER_TRAIN = 3624 / 21948
 REAL_TEST_CONTROL_SHARE = 358 / 3982
 FEATURE_CLIP = 10.0
 GIANT_DRUG_ROWS = 18
+# Estimated public-test rows of the frequent drugs, keyed by their train rows (distinct among them); data_facts
+# §6. Any other frequent drug (the 19-row one) gets its train rows times the test:train ratio.
+FREQUENT_DRUG_TEST_ROWS = {718: 142, 246: 14, 203: 24, 202: 19, 196: 28, 194: 13, 186: 22, 178: 24}
 SNAP_THRESHOLD = 0.35
+SPLIT = "split"
+KNOWN_SPLIT, NEW_SPLIT, CONTROL_SPLIT = "known", "new", "control"
 
 # Tokens that say what a compound does rather than what it acts on; the sign is the direction.
 ACTION_SIGNS = {
@@ -71,17 +91,22 @@ class SynthConfig:
     scale: float = 1.0
     seed: int = 0
     signal: float = 1.3                  # norm scale of the label effects on genes
-    potency_levels: tuple = (0.0, 0.5, 1.0, 1.6)
-    potency_probs: tuple = (0.65, 0.1, 0.16, 0.09)  # most compounds are inactive at these doses
-    drug_signature: float = 0.2          # per-gene std of a drug's own isotropic signature
+    potency_levels: tuple = (0.0, 0.5, 1.0, 2.0, 5.0)
+    # most compounds are inactive at these doses; the rare very potent ones push genes to the clip at +-10
+    potency_probs: tuple = (0.65, 0.1, 0.13, 0.08, 0.04)
+    # a drug's label-free signature: it lets a model recognise a drug it has seen; weak, so that drug-grouped
+    # CV loses about as much to random-row CV as on the real data (new CV 0.0156 vs old CV 0.0148)
+    drug_signature: float = 0.05         # per-gene std of a drug's own isotropic signature
     drug_rank: int = 16                  # rank of the drug's structured signature
-    toxicity_scale: float = 4.5          # mean toxicity load of a cytotoxic label
+    drug_loading: float = 0.1            # std of the structured signature's gene loadings
+    toxicity_scale: float = 2.5          # mean toxicity load of a cytotoxic label
     n_gene_blocks: int = 24
     gene_noise: tuple = (0.35, 0.65)     # range of per-gene residual std
-    cell_noise: float = 0.6
+    cell_noise: tuple = (0.4, 0.9)       # range of per-cell-column residual std: c-c correlations 0.7-0.95
     time_scale: dict = field(default_factory=lambda: {24: 0.8, 48: 1.0, 72: 1.2})
     dose_scale: dict = field(default_factory=lambda: {"D1": 0.85, "D2": 1.15})
     n_snapped_genes: int = 8
+    frequent_potency: float = 1.5        # potency of the frequent (reference) drugs; sets the cells' -10 mass
 
     def __post_init__(self):
         if not 0 < self.scale <= 1:
@@ -96,10 +121,15 @@ def load_catalogue() -> dict:
 
 @dataclass
 class Drugs:
-    """The treated drugs of a data set: their label pattern and train row count."""
+    """Drugs of a data set: their label pattern, train rows and rows in the test set."""
 
     pattern: np.ndarray   # index into the pattern list
     rows: np.ndarray
+    test_rows: np.ndarray
+
+    @property
+    def frequent(self) -> np.ndarray:
+        return self.rows > GIANT_DRUG_ROWS
 
 
 @dataclass
@@ -110,7 +140,8 @@ class LatentModel:
     nonscored: list
     pattern_labels: np.ndarray      # (P, 206 + 402) int8 label matrix of each pattern
     pattern_mean: np.ndarray        # (P, F) m[pattern]
-    pattern_prior: np.ndarray       # (P,) share of treated rows carrying each pattern
+    pattern_prior: np.ndarray       # (P,) share of treated train rows carrying each pattern
+    new_drug_prior: np.ndarray      # (P,) the same over the rows of ordinary drugs: the population of new drugs
     time_offset: np.ndarray         # (3, F)
     row_loadings: np.ndarray        # (F, k_row) A
     drug_loadings: np.ndarray       # (F, k_drug) D
@@ -133,17 +164,43 @@ class LatentModel:
 
 
 def select_drugs(catalogue: dict, scale: float, rng: np.random.Generator) -> Drugs:
-    """All catalogue drugs at scale 1; otherwise a random share of them, giant drugs shrunk but kept."""
+    """The train drugs: all catalogue drugs at scale 1; otherwise a random share of them, frequent drugs
+    shrunk but kept. Frequent drugs also have test rows, at their estimated real counts times `scale`."""
     pattern = np.concatenate([np.full(len(p["drug_rows"]), i) for i, p in enumerate(catalogue["patterns"])])
     rows = np.concatenate([p["drug_rows"] for p in catalogue["patterns"]]).astype(int)
+    frequent = rows > GIANT_DRUG_ROWS
+    estimated = [FREQUENT_DRUG_TEST_ROWS.get(r, round(r * REAL_TEST_TREATED_PER_TRAIN)) for r in rows[frequent]]
+    test_rows = np.zeros(len(rows), dtype=int)
+    test_rows[frequent] = np.maximum(1, np.round(np.asarray(estimated) * scale))
     if scale == 1:
-        return Drugs(pattern, rows)
-    giant = rows > GIANT_DRUG_ROWS
-    ordinary = np.flatnonzero(~giant)
+        return Drugs(pattern, rows, test_rows)
+    ordinary = np.flatnonzero(~frequent)
     keep = rng.choice(ordinary, size=max(1, round(scale * len(ordinary))), replace=False)
-    keep = np.sort(np.concatenate([keep, np.flatnonzero(giant)]))
-    shrunk = np.where(giant, np.maximum(GIANT_DRUG_ROWS + 1, np.round(rows * scale)), rows).astype(int)
-    return Drugs(pattern[keep], shrunk[keep])
+    keep = np.sort(np.concatenate([keep, np.flatnonzero(frequent)]))
+    shrunk = np.where(frequent, np.maximum(GIANT_DRUG_ROWS + 1, np.round(rows * scale)), rows).astype(int)
+    return Drugs(pattern[keep], shrunk[keep], test_rows[keep])
+
+
+def new_drugs(train: Drugs, n_rows: int, rng: np.random.Generator) -> Drugs:
+    """Test-only drugs of exactly `n_rows` rows: (pattern, row count) pairs of train's ordinary drugs, so they
+    have train's design and replicates and come from the population the oracle's new-drug prior describes;
+    the last one is cut to fit.
+
+    The drugs are a systematic sample of the ordinary drugs sorted by pattern (random order within one),
+    so each pattern's share of the test rows follows its share of train's drugs: with whole drugs drawn
+    independently, a target's test rate would swing by half for want of a few drugs."""
+    pattern, rows = train.pattern, train.rows
+    ordinary = np.flatnonzero(~train.frequent)
+    candidates = ordinary[np.lexsort((rng.random(len(ordinary)), pattern[ordinary]))]
+    step = len(candidates) * rows[ordinary].mean() / max(n_rows, 1)
+    positions = (rng.random() + np.arange(2 * len(candidates))) * step   # enough to cover n_rows with any step
+    chosen = candidates[positions.astype(int) % len(candidates)]
+    n_drugs = int(np.searchsorted(np.cumsum(rows[chosen]), n_rows) + 1) if n_rows else 0
+    chosen = chosen[:n_drugs]
+    test_rows = rows[chosen].copy()
+    if n_drugs:
+        test_rows[-1] -= test_rows.sum() - n_rows
+    return Drugs(pattern[chosen], np.zeros(n_drugs, dtype=int), test_rows)
 
 
 def _tokens(name: str) -> list[str]:
@@ -171,7 +228,7 @@ def label_effects(names: list[str], n_genes: int, n_cells: int, config: SynthCon
         strength = rng.lognormal(mean=0.0, sigma=0.35)
         effects[i] = config.signal * strength * vec / np.linalg.norm(vec) * np.sqrt(n_genes * 0.05)
         if CYTOTOXIC_TOKENS.intersection(tokens):
-            toxicity[i] = config.toxicity_scale * rng.lognormal(0.0, 0.4)
+            toxicity[i] = config.toxicity_scale * rng.lognormal(0.0, 0.15)
         elif rng.random() < 0.05:
             toxicity[i] = rng.exponential(0.4)
     return effects, toxicity
@@ -207,8 +264,9 @@ def build_model(catalogue: dict, drugs: Drugs, config: SynthConfig, rng: np.rand
     pattern_toxicity = labels @ toxicity
     pattern_mean = labels @ effects + np.outer(pattern_toxicity, toxicity_direction)
 
-    prior = np.bincount(drugs.pattern, weights=drugs.rows, minlength=len(patterns))
-    prior = prior / prior.sum()
+    def row_share(chosen):
+        share = np.bincount(drugs.pattern[chosen], weights=drugs.rows[chosen], minlength=len(patterns))
+        return share / share.sum()
 
     blocks = np.zeros((n_features, config.n_gene_blocks))
     block_of = rng.integers(0, config.n_gene_blocks, n_genes)
@@ -218,15 +276,16 @@ def build_model(catalogue: dict, drugs: Drugs, config: SynthConfig, rng: np.rand
     row_loadings = np.hstack([row_toxicity, blocks])
 
     drug_loadings = np.zeros((n_features, config.drug_rank))
-    drug_loadings[:n_genes] = rng.normal(0, 0.35, (n_genes, config.drug_rank)) * (rng.random((n_genes, 1)) < 0.3)
+    drug_loadings[:n_genes] = rng.normal(0, config.drug_loading, (n_genes, config.drug_rank)) * (rng.random((n_genes, 1)) < 0.3)
     drug_loadings = np.hstack([drug_loadings, 0.25 * toxicity_direction[:, None]])
 
     residual_var = np.concatenate([rng.uniform(*config.gene_noise, n_genes) ** 2,
-                                   np.full(n_cells, config.cell_noise**2)])
+                                   rng.uniform(*config.cell_noise, n_cells) ** 2])
     time_offset = np.zeros((len(TIMES), n_features))
     time_offset[:, :n_genes] = rng.normal(0, 0.08, (len(TIMES), n_genes))
     time_offset -= time_offset.mean(axis=0)
-    return LatentModel(scored, nonscored, labels, pattern_mean, prior, time_offset, row_loadings,
+    return LatentModel(scored, nonscored, labels, pattern_mean, row_share(slice(None)), row_share(~drugs.frequent),
+                       time_offset, row_loadings,
                        drug_loadings, residual_var, config)
 
 
@@ -242,24 +301,42 @@ class Rows:
     z: np.ndarray
 
 
-def sample_rows(model: LatentModel, pattern: np.ndarray, drug: np.ndarray, time: np.ndarray, dose: np.ndarray,
-                n_drugs: int, rng: np.random.Generator) -> Rows:
-    """Latent features of rows; ``drug`` groups rows that share one drug realisation (-1: control)."""
+@dataclass
+class DrugDraws:
+    """One realisation per drug: potency, structured signature factors and isotropic signature."""
+
+    potency: np.ndarray   # (n_drugs,)
+    factors: np.ndarray   # (n_drugs, k_drug)
+    own: np.ndarray       # (n_drugs, F)
+
+
+def draw_drugs(model: LatentModel, frequent: np.ndarray, rng: np.random.Generator) -> DrugDraws:
+    """Potency and signature of each drug. Frequent drugs are the assay's much-repeated reference compounds,
+    at one fixed potency level: their few draws would otherwise decide the data set's toxicity (and
+    with it the cells' statistics) from one seed to the next."""
     cfg = model.config
+    levels, probs = np.asarray(cfg.potency_levels), np.asarray(cfg.potency_probs)
+    potency = rng.choice(levels, size=len(frequent), p=probs)
+    potency[frequent] = cfg.frequent_potency
+    factors = rng.standard_normal((len(frequent), model.drug_loadings.shape[1]))
+    own = cfg.drug_signature * rng.standard_normal((len(frequent), model.pattern_mean.shape[1]))
+    return DrugDraws(potency, factors, own)
+
+
+def sample_rows(model: LatentModel, pattern: np.ndarray, drug: np.ndarray, time: np.ndarray, dose: np.ndarray,
+                draws: DrugDraws, rng: np.random.Generator) -> Rows:
+    """Latent features of rows; ``drug`` indexes ``draws``, so rows of one drug share its realisation
+    (-1: control)."""
     n, n_features = len(pattern), model.pattern_mean.shape[1]
     treated = pattern >= 0
-    potency = rng.choice(np.asarray(cfg.potency_levels), size=n_drugs, p=np.asarray(cfg.potency_probs))
-    drug_factors = rng.standard_normal((n_drugs, model.drug_loadings.shape[1]))
-    drug_own = cfg.drug_signature * rng.standard_normal((n_drugs, n_features))
-
     time_index = np.searchsorted(TIMES, time)
     z = model.time_offset[time_index].copy()
     t = np.flatnonzero(treated)
     s = model.effect_scale(time[t], dose[t])[:, None]
     d = drug[t]
-    active = (potency[d] > 0)[:, None]
-    z[t] += s * (potency[d, None] * model.pattern_mean[pattern[t]]
-                 + active * (drug_factors[d] @ model.drug_loadings.T + drug_own[d]))
+    active = (draws.potency[d] > 0)[:, None]
+    z[t] += s * (draws.potency[d, None] * model.pattern_mean[pattern[t]]
+                 + active * (draws.factors[d] @ model.drug_loadings.T + draws.own[d]))
     z += rng.standard_normal((n, model.row_loadings.shape[1])) @ model.row_loadings.T
     z += rng.standard_normal((n, n_features)) * np.sqrt(model.residual_var)
     return Rows(treated, time, dose, pattern, drug, z)
@@ -279,15 +356,16 @@ def round_significant(x: np.ndarray) -> np.ndarray:
 
 
 def oracle(model: LatentModel, features: np.ndarray, time: np.ndarray, dose: np.ndarray, treated: np.ndarray,
-           chunk: int = 2048) -> np.ndarray:
-    """Exact posterior P(scored target | features, time, dose) for each row; 0 for controls."""
+           prior: np.ndarray | None = None, chunk: int = 2048) -> np.ndarray:
+    """Exact posterior P(scored target | features, time, dose) for each row of a drug drawn from `prior` (over
+    patterns; default: train's rows), at a potency drawn from the population's levels; 0 for controls."""
     cfg = model.config
     n_scored = len(model.scored)
     out = np.zeros((len(features), n_scored))
     levels = np.asarray(cfg.potency_levels)
     log_potency = np.log(np.asarray(cfg.potency_probs))
     with np.errstate(divide="ignore"):
-        log_prior = np.log(model.pattern_prior)
+        log_prior = np.log(model.pattern_prior if prior is None else prior)
     present = np.isfinite(log_prior)
     means = model.pattern_mean[present]
     labels = model.pattern_labels[present, :n_scored].astype(float)
@@ -334,6 +412,7 @@ class SyntheticData:
     oracle_train: pd.DataFrame
     oracle_test: pd.DataFrame
     oracle_observed_test: pd.DataFrame
+    test_split: pd.DataFrame        # sig_id, drug_id, split: known (a train drug), new (test only) or control
 
 
 def _hex_ids(n: int, rng: np.random.Generator, taken: set | None = None) -> list[str]:
@@ -368,16 +447,20 @@ def generate(config: SynthConfig = SynthConfig()) -> SyntheticData:
     n_test_treated = round(n_train_treated * REAL_TEST_TREATED_PER_TRAIN)
     n_test_control = round(n_test_treated * REAL_TEST_CONTROL_SHARE / (1 - REAL_TEST_CONTROL_SHARE))
 
-    time, dose = _design(drugs.rows, rng)
-    drug_of_row = np.repeat(np.arange(len(drugs.rows)), drugs.rows)
-    train = _rows_with_controls(model, drugs.pattern[drug_of_row], drug_of_row, time, dose,
-                                len(drugs.rows), n_train_control, rng)
+    new = new_drugs(drugs, n_test_treated - int(drugs.test_rows.sum()), rng)
+    n_known = len(drugs.rows)
+    pattern = np.concatenate([drugs.pattern, new.pattern])
+    draws = draw_drugs(model, np.concatenate([drugs.frequent, new.frequent]), rng)
 
-    test_pattern = drugs.pattern[rng.choice(drug_of_row, size=n_test_treated)]
-    test_time = rng.choice(TIMES, size=n_test_treated)
-    test_dose = rng.choice(DOSES, size=n_test_treated)
-    test = _rows_with_controls(model, test_pattern, np.arange(n_test_treated), test_time, test_dose,
-                               n_test_treated, n_test_control, rng)
+    drug_of_row = np.repeat(np.arange(n_known), drugs.rows)
+    time, dose = _design(drugs.rows, rng)
+    train = _rows_with_controls(model, pattern[drug_of_row], drug_of_row, time, dose, draws, n_train_control, rng)
+
+    test_rows_per_drug = np.concatenate([drugs.test_rows, new.test_rows])
+    test_drug = np.repeat(np.arange(len(pattern)), test_rows_per_drug)
+    test_time, test_dose = _design(test_rows_per_drug, rng)
+    test = _rows_with_controls(model, pattern[test_drug], test_drug, test_time, test_dose, draws, n_test_control,
+                               rng)
 
     snapped = rng.choice(schema.N_GENES, size=config.n_snapped_genes, replace=False)
     train_x, test_x = observe(train.z, snapped), observe(test.z, snapped)
@@ -385,7 +468,7 @@ def generate(config: SynthConfig = SynthConfig()) -> SyntheticData:
     taken: set = set()
     train_ids = np.array(["id_" + h for h in _hex_ids(len(train.z), rng, taken)])
     test_ids = np.array(["id_" + h for h in _hex_ids(len(test.z), rng, taken)])
-    drug_ids = np.array(_hex_ids(len(drugs.rows) + 1, rng))
+    drug_ids = np.array(_hex_ids(len(pattern) + 1, rng))   # the last one is the control vehicle
 
     def features(ids, rows, x):
         frame = pd.DataFrame(x.astype(np.float64), columns=schema.numeric_columns(schema.feature_columns()))
@@ -403,26 +486,38 @@ def generate(config: SynthConfig = SynthConfig()) -> SyntheticData:
     scored_cols = slice(0, n_scored)
     nonscored_cols = slice(n_scored, None)
     train_oracle = oracle(model, train.z, train.time, train.dose, train.treated)
-    test_oracle = oracle(model, test.z, test.time, test.dose, test.treated)
-    test_oracle_observed = oracle(model, test_x, test.time, test.dose, test.treated)
+    test_oracle = _test_oracle(model, test, test.z, n_known)
+    test_oracle_observed = _test_oracle(model, test, test_x, n_known)
 
-    drug_column = np.where(train.drug >= 0, drug_ids[np.maximum(train.drug, 0)], drug_ids[-1])
+    def drug_column(rows):
+        return drug_ids[np.where(rows.drug >= 0, rows.drug, -1)]
+
+    test_split = np.select([test.drug < 0, test.drug < n_known], [CONTROL_SPLIT, KNOWN_SPLIT], NEW_SPLIT)
     data = SyntheticData(
         train_features=features(train_ids, train, train_x),
         train_targets_scored=targets(train_ids, train, model.scored, scored_cols),
         train_targets_nonscored=targets(train_ids, train, model.nonscored, nonscored_cols),
-        train_drug=pd.DataFrame({schema.ID: train_ids, schema.DRUG: drug_column}),
+        train_drug=pd.DataFrame({schema.ID: train_ids, schema.DRUG: drug_column(train)}),
         test_features=features(test_ids, test, test_x),
         sample_submission=_with_ids(test_ids, np.full((len(test_ids), n_scored), 0.5), model.scored),
         test_targets_scored=targets(test_ids, test, model.scored, scored_cols),
         oracle_train=_with_ids(train_ids, train_oracle.astype(np.float32), model.scored),
         oracle_test=_with_ids(test_ids, test_oracle.astype(np.float32), model.scored),
         oracle_observed_test=_with_ids(test_ids, test_oracle_observed.astype(np.float32), model.scored),
+        test_split=pd.DataFrame({schema.ID: test_ids, schema.DRUG: drug_column(test), SPLIT: test_split}),
     )
     return _sorted(data)
 
 
-def _rows_with_controls(model, pattern, drug, time, dose, n_drugs, n_control, rng) -> Rows:
+def _test_oracle(model: LatentModel, test: Rows, features: np.ndarray, n_known: int) -> np.ndarray:
+    """The oracle on test rows: new drugs come from the ordinary drugs' population, known ones from train's."""
+    new = test.drug >= n_known
+    known = test.treated & ~new
+    return (oracle(model, features, test.time, test.dose, new, prior=model.new_drug_prior)
+            + oracle(model, features, test.time, test.dose, known))
+
+
+def _rows_with_controls(model, pattern, drug, time, dose, draws, n_control, rng) -> Rows:
     control_time = rng.choice(TIMES, size=n_control)
     control_dose = rng.choice(DOSES, size=n_control)
     return sample_rows(model,
@@ -430,7 +525,7 @@ def _rows_with_controls(model, pattern, drug, time, dose, n_drugs, n_control, rn
                        np.concatenate([drug, np.full(n_control, -1)]),
                        np.concatenate([time, control_time]),
                        np.concatenate([dose, control_dose]),
-                       n_drugs, rng)
+                       draws, rng)
 
 
 def _with_ids(ids, values, names) -> pd.DataFrame:
@@ -446,7 +541,7 @@ def _sorted(data: SyntheticData) -> SyntheticData:
 
 KAGGLE_TABLES = ("train_features", "train_targets_scored", "train_targets_nonscored", "train_drug",
                  "test_features", "sample_submission")
-EXTRA_TABLES = ("test_targets_scored", "oracle_train", "oracle_test", "oracle_observed_test")
+EXTRA_TABLES = ("test_targets_scored", "oracle_train", "oracle_test", "oracle_observed_test", "test_split")
 
 
 def write(data: SyntheticData, out_dir, config: SynthConfig | None = None) -> None:

@@ -10,4 +10,4 @@ if "test_truth" in snakemake.input.keys():
 table = blend.ablation_table(oof, record["weights"], record["method"], test)
 log.info("ablation:\n%s", table)
 io.write_csv(table.reset_index(), snakemake.output.table)
-report.write_html_table(table, snakemake.output.page, "The blend without each member")
+report.write_html_table(table, snakemake.output.page, f"Blend {snakemake.wildcards.blend} without each member")

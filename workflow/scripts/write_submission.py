@@ -8,4 +8,4 @@ table = submission.make_submission(
     clip=tuple(snakemake.params.clip),
 )
 io.write_csv(table, snakemake.output[0])
-log.info("submission: %d rows x %d targets", len(table), table.shape[1] - 1)
+log.info("submission from blend %s: %d rows x %d targets", snakemake.params.blend, len(table), table.shape[1] - 1)
