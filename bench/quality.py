@@ -71,7 +71,7 @@ def main() -> None:
     print(f"Full-size synthetic data (scale {config['data']['synthetic']['scale']}), {args.config.name}:")
     for name, model in config["models"].items():
         print(f"- {name}: {model['arch']}, {recipe(model)}")
-    for name, blend in blends(config).items():
+    for name, blend in config["blends"].items():
         print(f"- {name}: {blend['method']} blend over {', '.join(blend['members'])}")
     print("\nOOF: all train rows; test_all: all test rows; test_known / test_new: treated test rows of train "
           "drugs / of drugs never seen in training (gaps closed on treated rows)\n")
@@ -89,10 +89,6 @@ def main() -> None:
     for what, value, (low, high), real in checks:
         verdict = "inside" if low <= value <= high else "OUTSIDE"
         print(f"calibration: {what} = {value:.3f}, {verdict} the target band {low}-{high} (real data: {real})")
-
-
-def blends(config: dict) -> dict:
-    return config["blends"] if "blends" in config else {"blend": config["blend"]}
 
 
 if __name__ == "__main__":

@@ -85,9 +85,11 @@ def test_resources_and_key_order_are_not_results(finished, tmp_path):
             return {key: reversed_keys(value[key]) for key in reversed(list(value))}
         return [reversed_keys(v) for v in value] if isinstance(value, list) else value
 
-    # the order of the models stays (it is the order of the report's rows); every key below them turns
-    changed = {section: reversed_keys(value) for section, value in config.items() if section != "models"}
-    changed["models"] = {name: reversed_keys(model) for name, model in config["models"].items()}
+    # the order of the models and of the blends stays (the order of the report's rows; the first blend is
+    # the submission's by default); every key below them turns
+    changed = {section: reversed_keys(value) for section, value in config.items() if section not in ("models", "blends")}
+    for section in ("models", "blends"):
+        changed[section] = {name: reversed_keys(entry) for name, entry in config[section].items()}
     changed["models"]["stage1"].update(threads=2, mem_mb=3000, runtime=5, gpu=1)
     moved = tmp_path / "moved.yaml"
     moved.write_text(yaml.safe_dump(changed, sort_keys=False))

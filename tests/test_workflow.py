@@ -181,8 +181,8 @@ def test_searched_blend_beats_its_members_and_optuna_agrees_with_slsqp_on_real_o
         {m: pd.read_parquet(results / "models" / m / "oof.parquet") for m in weights},
         pd.read_parquet(results / "data" / "train_targets_scored.parquet"),
         pd.read_parquet(results / "data" / "train_features.parquet"))
-    optuna_loss = problem.loss(problem.weight_vector(blend.search_weights(problem, "optuna", n_trials=150)))
-    # SLSQP finds the optimum; TPE, sampling, comes within 0.5% of its log loss
+    optuna_loss = problem.loss(problem.weight_vector(blend.search_weights(problem, "optuna", n_trials=300)))
+    # SLSQP finds the optimum; TPE, sampling, comes within 0.5% of its log loss at its default 300 trials
     assert record["oof_treated"] - 1e-9 <= optuna_loss <= record["oof_treated"] * 1.005
     blended = json.loads((results / "blend" / "searched" / "score.json").read_text())
     assert blended["oof"]["treated_rows"] == pytest.approx(record["oof_treated"], rel=1e-5)

@@ -26,7 +26,7 @@ def write_config(path: Path, **changes) -> Path:
     config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
     for key, value in changes.items():
         config[key] = value
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 
