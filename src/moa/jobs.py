@@ -90,6 +90,8 @@ def fit_fold(data: FoldData, arch: str, params: dict, seed: int, fold: int, devi
         raise ValueError(f"fold {fold} has no rows (folds present: {sorted(set(data.fold_of.tolist()))})")
     started = time.perf_counter()
     model = models.build(arch, params)
+    if hasattr(model, "use_feature_names"):
+        model.use_feature_names(data.feature_names)
     history = model.fit(data.x_train[~valid], data.y_train[~valid], data.x_train[valid], data.y_train[valid],
                         device=device)
     oof = model.predict(data.x_train[valid])

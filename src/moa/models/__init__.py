@@ -4,8 +4,9 @@ from __future__ import annotations
 from moa.models.linear import LinearModel
 from moa.models.mlp import MLPModel
 from moa.models.prior import PriorModel
+from moa.models.tabnet import TabNetModel
 
-ARCHITECTURES = {"prior": PriorModel, "linear": LinearModel, "mlp": MLPModel}
+ARCHITECTURES = {"prior": PriorModel, "linear": LinearModel, "mlp": MLPModel, "tabnet": TabNetModel}
 
 
 def build(arch: str, params: dict | None = None):

@@ -1,0 +1,147 @@
+"""TabNet on the scored targets: the second stage of the write-up's 2-stage NN + TabNet (spec §5.3),
+wrapping pytorch-tabnet's `TabNetRegressor` as a multi-output regressor on logits."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from pytorch_tabnet.metrics import Metric
+from pytorch_tabnet.tab_model import TabNetRegressor
+
+from moa.features.onehot import CATEGORIES
+from moa.training import CPU, Device
+
+CODE_SUFFIX = "_code"
+
+
+def smoothed(y: torch.Tensor | np.ndarray, smoothing: float):
+    """Targets pulled towards 1/2: with smoothing 0.001, 0 and 1 become 0.0005 and 0.9995."""
+    return y * (1 - smoothing) + 0.5 * smoothing
+
+
+def smoothed_log_loss(smoothing: float) -> str:
+    """The name of pytorch-tabnet's early-stopping metric for `smoothing`: the mean binary log loss of
+    sigmoid(logits) against the smoothed targets. pytorch-tabnet finds metrics by name among the direct
+    subclasses of its `Metric` and builds them without arguments, so each smoothing gets its own class."""
+    name = f"smoothed_logloss_{smoothing:g}"
+    if name not in _METRICS:
+        def score(self, y_true: np.ndarray, y_score: np.ndarray) -> float:
+            return float(torch.nn.functional.binary_cross_entropy_with_logits(
+                torch.as_tensor(y_score, dtype=torch.float64),
+                smoothed(torch.as_tensor(y_true, dtype=torch.float64), smoothing)))
+
+        _METRICS[name] = type(f"SmoothedLogLoss_{smoothing:g}", (Metric,),
+                              {"_name": name, "_maximize": False, "__call__": score})
+    return name
+
+
+_METRICS: dict[str, type] = {}
+
+
+class TabNetModel:
+    """TabNet with the write-up's settings as defaults. The columns named in `categorical` (the `codes`
+    feature step's `{column}_code` outputs) enter as embeddings of their fixed categories; the network is
+    trained on logits with a label-smoothed BCE and early-stopped on the smoothed validation log loss,
+    and `predict` returns probabilities."""
+
+    def __init__(self, n_d: int = 32, n_a: int = 32, n_steps: int = 1, gamma: float = 1.3,
+                 mask_type: str = "entmax", lambda_sparse: float = 0.0, cat_emb_dim: int = 1,
+                 lr: float = 2e-2, weight_decay: float = 1e-5, milestones=(100, 150), lr_gamma: float = 0.9,
+                 epochs: int = 200, patience: int = 50, batch_size: int = 1024, virtual_batch_size: int = 128,
+                 smoothing: float = 0.001, categorical=("cp_time_code", "cp_dose_code")):
+        unknown = [c for c in categorical if not c.endswith(CODE_SUFFIX) or c[:-len(CODE_SUFFIX)] not in CATEGORIES]
+        if unknown:
+            raise ValueError(f"tabnet: categorical column {unknown[0]!r} is not a `codes` step output "
+                             f"(known: {', '.join(c + CODE_SUFFIX for c in CATEGORIES)})")
+        self.network = {"n_d": n_d, "n_a": n_a, "n_steps": n_steps, "gamma": gamma, "mask_type": mask_type,
+                        "lambda_sparse": lambda_sparse, "cat_emb_dim": cat_emb_dim}
+        self.optimiser = {"lr": lr, "weight_decay": weight_decay, "milestones": list(milestones),
+                          "lr_gamma": lr_gamma}
+        self.epochs, self.patience = epochs, patience
+        self.batch_size, self.virtual_batch_size = batch_size, virtual_batch_size
+        self.smoothing = smoothing
+        self.categorical = list(categorical)
+        self.feature_names: list[str] | None = None
+        self.regressor: TabNetRegressor | None = None
+        self.shape_: tuple[int, int] | None = None
+
+    def use_feature_names(self, names) -> None:
+        """The input columns' names, to find the categorical ones (the job passes them before `fit`)."""
+        self.feature_names = list(names)
+
+    def categorical_inputs(self) -> tuple[list[int], list[int]]:
+        """Positions of the categorical columns among the inputs and their numbers of categories."""
+        if self.feature_names is None:
+            return [], []
+        missing = [c for c in self.categorical if c not in self.feature_names]
+        if missing:
+            raise ValueError(f"tabnet: categorical column {missing[0]!r} is not among the model's inputs; "
+                             "add the `codes` step to its feature set")
+        return ([self.feature_names.index(c) for c in self.categorical],
+                [len(CATEGORIES[c[:-len(CODE_SUFFIX)]]) for c in self.categorical])
+
+    def _regressor(self, seed: int, device: Device) -> TabNetRegressor:
+        idxs, dims = self.categorical_inputs()
+        return TabNetRegressor(
+            **self.network, cat_idxs=idxs, cat_dims=dims, seed=seed, verbose=0, device_name=device.name,
+            optimizer_fn=torch.optim.Adam,
+            optimizer_params={"lr": self.optimiser["lr"], "weight_decay": self.optimiser["weight_decay"]},
+            scheduler_fn=torch.optim.lr_scheduler.MultiStepLR,
+            scheduler_params={"milestones": self.optimiser["milestones"], "gamma": self.optimiser["lr_gamma"]})
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, smoothed(y, self.smoothing))
+
+    def fit(self, x_train, y_train, x_valid=None, y_valid=None, device: Device = CPU) -> list[dict]:
+        """Train on `device`, early-stopped on the validation rows when given; keeps the best epoch."""
+        x_train, y_train = np.asarray(x_train, np.float32), np.asarray(y_train, np.float32)
+        self.shape_ = (x_train.shape[1], y_train.shape[1])
+        # the job seeded torch; TabNet reseeds it from this draw, so the run follows the job's seed
+        self.regressor = self._regressor(int(torch.randint(0, 2**31 - 1, (1,))), device)
+        has_valid = x_valid is not None and len(x_valid) > 0
+        eval_set = [(np.asarray(x_valid, np.float32), np.asarray(y_valid, np.float32))] if has_valid else []
+        metric = smoothed_log_loss(self.smoothing)
+        with warnings.catch_warnings():
+            # pytorch-tabnet announces that it restores the best epoch's weights, which is what we want
+            warnings.filterwarnings("ignore", "Best weights from best epoch", UserWarning)
+            self._fit(x_train, y_train, eval_set, metric)
+        record = self.regressor.history.history
+        history = []
+        for epoch, loss in enumerate(record["loss"]):
+            row = {"epoch": epoch, "train_loss": loss, "lr": record["lr"][epoch]}
+            if has_valid:
+                row["valid_loss"] = record[f"valid_{metric}"][epoch]
+            history.append(row)
+        return history
+
+    def _fit(self, x_train, y_train, eval_set, metric) -> None:
+        self.regressor.fit(
+            x_train, y_train, eval_set=eval_set, eval_name=["valid"] if eval_set else None,
+            eval_metric=[metric] if eval_set else None, loss_fn=self._loss,
+            max_epochs=self.epochs, patience=self.patience if eval_set else 0,
+            batch_size=self.batch_size, virtual_batch_size=self.virtual_batch_size, num_workers=0,
+            drop_last=False, pin_memory=False, compute_importance=False)
+
+    def predict(self, x) -> np.ndarray:
+        if self.regressor is None:
+            raise RuntimeError("TabNetModel.predict called before fit")
+        logits = self.regressor.predict(np.asarray(x, np.float32))
+        return torch.sigmoid(torch.as_tensor(logits, dtype=torch.float64)).numpy().astype(np.float32)
+
+    def state_dict(self) -> dict:
+        idxs, dims = self.categorical_inputs()
+        return {"shape": torch.tensor(self.shape_), "cat_idxs": torch.tensor(idxs, dtype=torch.long),
+                "cat_dims": torch.tensor(dims, dtype=torch.long), "seed": torch.tensor(self.regressor.seed),
+                "network": {k: v.cpu() for k, v in self.regressor.network.state_dict().items()}}
+
+    def load_state_dict(self, state: dict, device: Device = CPU) -> None:
+        self.shape_ = tuple(int(v) for v in state["shape"])
+        idxs, dims = state["cat_idxs"].tolist(), state["cat_dims"].tolist()
+        self.regressor = TabNetRegressor(**self.network, cat_idxs=idxs, cat_dims=dims, seed=int(state["seed"]),
+                                         verbose=0, device_name=device.name)
+        self.regressor.input_dim, self.regressor.output_dim = self.shape_
+        self.regressor.virtual_batch_size = self.virtual_batch_size
+        self.regressor._set_network()
+        self.regressor.network.load_state_dict(state["network"])
+        self.regressor.network.eval()
