@@ -1,5 +1,8 @@
 """One training epoch of the 2048-wide 3-FC MLP: our tensor-sliced loop (through Lightning Fabric) vs
-the same steps in plain PyTorch (what Fabric costs) and vs a per-row Dataset loop.
+the same steps in plain PyTorch (what Fabric costs) and vs a per-row Dataset loop. Then one epoch of
+TabNet with the write-up's settings (n_d = n_a = 32, batch 1024, virtual batch 128): pytorch-tabnet's own
+`fit` vs the same network's steps on sliced tensors (what its DataLoader and bookkeeping cost), and the
+share of the network step spent in the forward pass.
 
     .venv/bin/python bench/train_speed.py [--scale 1.0] [--threads 2]
 
@@ -23,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from moa import report, schema, synth
 from moa.features.pipeline import build_feature_set
 from moa.models.mlp import MLP
+from moa.models.tabnet import TabNetModel
 from moa.training import NetworkTraining, batches, seed_everything, train_network
 
 HIDDEN = 2048
@@ -113,6 +117,33 @@ def our_epoch(x, y) -> float:
     return time.perf_counter() - started
 
 
+def tabnet_epochs(x, y) -> list[dict]:
+    """pytorch-tabnet's epoch, then the same network's epoch on sliced tensors, timed apart."""
+    model = TabNetModel(epochs=1)
+    seed_everything(0)
+    started = time.perf_counter()
+    model.fit(x, y)
+    library = time.perf_counter() - started
+
+    network = model.regressor.network
+    network.train()
+    optimiser = torch.optim.Adam(network.parameters(), lr=2e-2, weight_decay=1e-5)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    forward = 0.0
+    started = time.perf_counter()
+    for index in batches(len(x), model.batch_size, torch.Generator().manual_seed(0)):
+        optimiser.zero_grad(set_to_none=True)
+        step = time.perf_counter()
+        logits, _ = network(xt[index])
+        forward += time.perf_counter() - step
+        model._loss(logits, yt[index]).backward()
+        optimiser.step()
+    sliced = time.perf_counter() - started
+    return [{"loop": "pytorch-tabnet fit (its DataLoader)", "seconds / epoch": library, "samples / s": len(x) / library},
+            {"loop": "the same network, sliced tensors", "seconds / epoch": sliced, "samples / s": len(x) / sliced,
+             "forward share": forward / sliced}]
+
+
 def simple_nn_inputs(scale: float) -> tuple[np.ndarray, np.ndarray]:
     """Treated training rows of synthetic data through the paper's Simple-NN-new feature set."""
     data = synth.generate(synth.SynthConfig(scale=scale))
@@ -151,6 +182,10 @@ def main() -> None:
     print(f"{len(x)} treated rows x {n_in} inputs -> {n_out} targets, 3-FC {HIDDEN} wide, batch {BATCH}, "
           f"{args.threads} threads; torch.matmul on the same shapes: {reference / 1e9:.1f} GFLOP/s\n")
     print(report.to_markdown(table, digits=2))
+    tabnet = pd.DataFrame(tabnet_epochs(x, y)).set_index("loop")
+    print(f"\nTabNet, the write-up's settings (n_d = n_a = 32, 1 step, entmax, batch 1024 / virtual 128), "
+          f"the same {len(x)} rows x {n_in} inputs:\n")
+    print(report.to_markdown(tabnet, digits=2))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pandas as pd
@@ -261,3 +262,15 @@ def test_the_paper_config_has_both_blends_and_submits_best_lb(tmp_path):
     assert "simple_nn_new" not in best_cv.split("output:")[0]
     submission = text.split("rule submission:")[1]
     assert "results/blend/best_lb/test.parquet" in submission.split("output:")[0]
+
+
+def test_one_tabnet_fold_needs_only_its_stage_1(tmp_path):
+    done = snakemake(tmp_path, REPO / "config" / "paper.yaml", "-n", "results/models/tabnet/seed0/fold0/oof.parquet",
+                     "--config", "data={'source': 'synthetic'}")
+    counts = job_counts(done)
+    trained = re.findall(r"wildcards: model=(\w+), seed=(\d+), fold=(\d+)", done.stdout + done.stderr)
+    # stage 2 stacks on stage 1's OOF collected over every seed and fold: 3 seeds x 10 folds
+    assert sorted(set(trained)) == sorted({("nn2_stage1", str(s), str(f)) for s in range(3) for f in range(10)}
+                                          | {("tabnet", "0", "0")})
+    assert counts["train"] == 31 and counts["collect"] == 1 and counts["features"] == 2
+    assert counts["folds"] == 3, "the three seeds' 10-fold splits"
