@@ -23,14 +23,7 @@ rule blend_weights:
 
 rule apply_blend:
     input:
-        unpack(
-            lambda wc: {
-                "weights": f"results/blend/{wc.blend}/weights.json",
-                "oof": expand("results/models/{model}/oof.parquet", model=blend_members(wc.blend)),
-                "test": expand("results/models/{model}/test.parquet", model=blend_members(wc.blend)),
-                **scoring_inputs(),
-            }
-        ),
+        unpack(blend_inputs),
     output:
         oof="results/blend/{blend}/oof.parquet",
         test="results/blend/{blend}/test.parquet",

@@ -209,6 +209,17 @@ def blend_members(blend):
     return config["blends"][blend]["members"]
 
 
+def blend_inputs(wildcards):
+    """A blend's weights, its members' OOF and test predictions, and what scoring them needs."""
+    members = blend_members(wildcards.blend)
+    return {
+        "weights": f"results/blend/{wildcards.blend}/weights.json",
+        "oof": expand("results/models/{model}/oof.parquet", model=members),
+        "test": expand("results/models/{model}/test.parquet", model=members),
+        **scoring_inputs(),
+    }
+
+
 def all_blend_members():
     """Every model in some blend, each once, in the order the blends name them."""
     return list(dict.fromkeys(m for blend in config["blends"].values() for m in blend["members"]))

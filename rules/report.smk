@@ -38,14 +38,7 @@ rule diversity:
 
 rule ablation:
     input:
-        unpack(
-            lambda wc: {
-                "weights": f"results/blend/{wc.blend}/weights.json",
-                "oof": expand("results/models/{model}/oof.parquet", model=blend_members(wc.blend)),
-                "test": expand("results/models/{model}/test.parquet", model=blend_members(wc.blend)),
-                **scoring_inputs(),
-            }
-        ),
+        unpack(blend_inputs),
     output:
         table="results/report/ablation/{blend}.csv",
         page=report(

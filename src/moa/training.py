@@ -89,8 +89,13 @@ class NetworkTraining:
             self.clip_targets = tuple(self.clip_targets)
 
     def soft_targets(self, y: torch.Tensor) -> torch.Tensor:
-        y = y * (1 - self.smoothing) + 0.5 * self.smoothing
+        y = smooth_labels(y, self.smoothing)
         return y.clamp(*self.clip_targets) if self.clip_targets else y
+
+
+def smooth_labels(y, smoothing: float):
+    """Targets pulled towards 1/2: with smoothing 0.001, 0 and 1 become 0.0005 and 0.9995."""
+    return y * (1 - smoothing) + 0.5 * smoothing
 
 
 def batches(n_rows: int, batch_size: int, generator: torch.Generator):

@@ -10,14 +10,9 @@ from pytorch_tabnet.metrics import Metric
 from pytorch_tabnet.tab_model import TabNetRegressor
 
 from moa.features.onehot import CATEGORIES
-from moa.training import CPU, Device
+from moa.training import CPU, Device, smooth_labels
 
 CODE_SUFFIX = "_code"
-
-
-def smoothed(y: torch.Tensor | np.ndarray, smoothing: float):
-    """Targets pulled towards 1/2: with smoothing 0.001, 0 and 1 become 0.0005 and 0.9995."""
-    return y * (1 - smoothing) + 0.5 * smoothing
 
 
 def smoothed_log_loss(smoothing: float) -> str:
@@ -29,7 +24,7 @@ def smoothed_log_loss(smoothing: float) -> str:
         def score(self, y_true: np.ndarray, y_score: np.ndarray) -> float:
             return float(torch.nn.functional.binary_cross_entropy_with_logits(
                 torch.as_tensor(y_score, dtype=torch.float64),
-                smoothed(torch.as_tensor(y_true, dtype=torch.float64), smoothing)))
+                smooth_labels(torch.as_tensor(y_true, dtype=torch.float64), smoothing)))
 
         _METRICS[name] = type(f"SmoothedLogLoss_{smoothing:g}", (Metric,),
                               {"_name": name, "_maximize": False, "__call__": score})
@@ -81,8 +76,7 @@ class TabNetModel:
         return ([self.feature_names.index(c) for c in self.categorical],
                 [len(CATEGORIES[c[:-len(CODE_SUFFIX)]]) for c in self.categorical])
 
-    def _regressor(self, seed: int, device: Device) -> TabNetRegressor:
-        idxs, dims = self.categorical_inputs()
+    def _regressor(self, seed: int, device: Device, idxs: list[int], dims: list[int]) -> TabNetRegressor:
         return TabNetRegressor(
             **self.network, cat_idxs=idxs, cat_dims=dims, seed=seed, verbose=0, device_name=device.name,
             optimizer_fn=torch.optim.Adam,
@@ -91,14 +85,14 @@ class TabNetModel:
             scheduler_params={"milestones": self.optimiser["milestones"], "gamma": self.optimiser["lr_gamma"]})
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.binary_cross_entropy_with_logits(logits, smoothed(y, self.smoothing))
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, smooth_labels(y, self.smoothing))
 
     def fit(self, x_train, y_train, x_valid=None, y_valid=None, device: Device = CPU) -> list[dict]:
         """Train on `device`, early-stopped on the validation rows when given; keeps the best epoch."""
         x_train, y_train = np.asarray(x_train, np.float32), np.asarray(y_train, np.float32)
         self.shape_ = (x_train.shape[1], y_train.shape[1])
         # the job seeded torch; TabNet reseeds it from this draw, so the run follows the job's seed
-        self.regressor = self._regressor(int(torch.randint(0, 2**31 - 1, (1,))), device)
+        self.regressor = self._regressor(int(torch.randint(0, 2**31 - 1, (1,))), device, *self.categorical_inputs())
         has_valid = x_valid is not None and len(x_valid) > 0
         eval_set = [(np.asarray(x_valid, np.float32), np.asarray(y_valid, np.float32))] if has_valid else []
         metric = smoothed_log_loss(self.smoothing)
@@ -133,13 +127,12 @@ class TabNetModel:
         idxs, dims = self.categorical_inputs()
         return {"shape": torch.tensor(self.shape_), "cat_idxs": torch.tensor(idxs, dtype=torch.long),
                 "cat_dims": torch.tensor(dims, dtype=torch.long), "seed": torch.tensor(self.regressor.seed),
-                "network": {k: v.cpu() for k, v in self.regressor.network.state_dict().items()}}
+                "network": self.regressor.network.state_dict()}
 
     def load_state_dict(self, state: dict, device: Device = CPU) -> None:
         self.shape_ = tuple(int(v) for v in state["shape"])
-        idxs, dims = state["cat_idxs"].tolist(), state["cat_dims"].tolist()
-        self.regressor = TabNetRegressor(**self.network, cat_idxs=idxs, cat_dims=dims, seed=int(state["seed"]),
-                                         verbose=0, device_name=device.name)
+        self.regressor = self._regressor(int(state["seed"]), device, state["cat_idxs"].tolist(),
+                                         state["cat_dims"].tolist())
         self.regressor.input_dim, self.regressor.output_dim = self.shape_
         self.regressor.virtual_batch_size = self.virtual_batch_size
         self.regressor._set_network()
