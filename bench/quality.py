@@ -26,6 +26,7 @@ from moa import report
 REPO = Path(__file__).resolve().parents[1]
 CALIBRATED_MODEL = "simple_nn_old"
 NEW_CV_MODEL = "simple_nn_new"
+MEMORY_BUDGET_MB = 8192
 
 
 def run_workflow(config: Path, workdir: Path) -> None:
@@ -34,12 +35,29 @@ def run_workflow(config: Path, workdir: Path) -> None:
                     "--configfile", str(config), "--cores", "2", "--quiet", "rules", "host"], check=True)
 
 
+def largest_memory(workdir: Path) -> pd.DataFrame:
+    """Per rule, the largest peak resident memory of its jobs (Snakemake's benchmark files) and which job."""
+    rows = []
+    for path in sorted((workdir / "results" / "benchmarks").rglob("*.tsv")):
+        parts = path.relative_to(workdir / "results" / "benchmarks").with_suffix("").parts
+        rows.append({"rule": parts[0], "job": "/".join(parts[1:]) or "-",
+                     "max_rss_mb": float(pd.read_csv(path, sep="\t")["max_rss"].max())})
+    table = pd.DataFrame(rows)
+    largest = table.loc[table.groupby("rule")["max_rss_mb"].idxmax()].set_index("rule")
+    return largest.assign(jobs=table.groupby("rule").size()).sort_values("max_rss_mb", ascending=False)
+
+
 def recipe(model: dict) -> str:
     params = model.get("params", {})
     hidden = params.get("network", {}).get("hidden")
     parts = [f"cv {model['cv']}", f"{len(model['seeds'])} seed(s)"]
     if "epochs" in params:
         parts.append(f"{params['epochs']} epochs")
+    if "phases" in params:
+        parts.append(", ".join(f"{phase} <= {recipe['epochs']}" for phase, recipe in params["phases"].items())
+                     + f" epochs, {params.get('fine_tune_rounds', 3)} fine-tuning round(s)")
+    if model.get("pretrain_targets"):
+        parts.append(f"pre-trained on {model['pretrain_targets']}")
     if hidden:
         parts.append("x".join(map(str, hidden)) + " hidden")
     if model.get("meta"):
@@ -89,6 +107,11 @@ def main() -> None:
     for what, value, (low, high), real in checks:
         verdict = "inside" if low <= value <= high else "OUTSIDE"
         print(f"calibration: {what} = {value:.3f}, {verdict} the target band {low}-{high} (real data: {real})")
+    memory = largest_memory(args.workdir)
+    print(f"\nLargest peak memory (max_rss) per rule at this size; the budget is {MEMORY_BUDGET_MB} MB per job:\n")
+    print(report.to_markdown(memory, digits=0))
+    over = memory.index[memory["max_rss_mb"] > MEMORY_BUDGET_MB].tolist()
+    print(f"memory: {'every job fits' if not over else 'OVER BUDGET: ' + ', '.join(over)}")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,10 @@ wildcard_constraints:
     fold=r"\d+",
 
 
+def cv_config(name):
+    return {"drug_threshold": 18, "include_controls": False, **config["cv"][name]}
+
+
 def check_config():
     """Cross-references the JSON schema cannot express; fail at parse time, naming both ends."""
     for name, model in config["models"].items():
@@ -60,18 +64,32 @@ def check_blends():
             continue
         first = blend["members"][0]
         for member in blend["members"][1:]:
-            if config["models"][member]["cv"] != config["models"][first]["cv"]:
+            why = incomparable_oof(config["models"][first]["cv"], config["models"][member]["cv"])
+            if why:
                 raise ValueError(
                     f"blend {name!r}: members {first!r} (cv {config['models'][first]['cv']!r}) and {member!r} "
-                    f"(cv {config['models'][member]['cv']!r}) come from different CV schemes: their OOF "
-                    f"predictions are not comparable, so method {blend['method']!r} cannot weigh them. "
-                    "Use method: fixed, or choose members of one scheme."
+                    f"(cv {config['models'][member]['cv']!r}) come from different CV schemes whose OOF "
+                    f"predictions are not comparable ({why}), so method {blend['method']!r} cannot weigh "
+                    "them. Use method: fixed, or choose members of comparable schemes."
                 )
     if SUBMISSION_BLEND not in config["blends"]:
         raise ValueError(
             f"submission.blend {SUBMISSION_BLEND!r} is not a blend under blends "
             f"(known: {', '.join(config['blends'])})"
         )
+
+
+def incomparable_oof(cv_a, cv_b):
+    """Why the OOF of two CV schemes measure different things, or None. Row-level schemes (stratified
+    or plain K-fold, any number of folds) all predict each row from models that never saw it, so their
+    OOF can be weighed together, as the write-up's Best CV blend did; drug-level folds hold out whole
+    drugs, a harder task."""
+    a, b = cv_config(cv_a), cv_config(cv_b)
+    if (a["kind"] == "drug_stratified") != (b["kind"] == "drug_stratified"):
+        return "one holds out whole drugs, the other rows"
+    if a["kind"] == b["kind"] == "drug_stratified" and a["drug_threshold"] != b["drug_threshold"]:
+        return "they keep different drugs whole"
+    return None
 
 
 def check_stacking():
@@ -148,10 +166,6 @@ def model_recipe(name):
     return canonical({k: v for k, v in model_config(name).items() if k not in MODEL_RESOURCES})
 
 
-def cv_config(name):
-    return {"drug_threshold": 18, "include_controls": False, **config["cv"][name]}
-
-
 def fold_ids(model):
     return range(cv_config(model_config(model)["cv"])["n_folds"])
 
@@ -174,6 +188,8 @@ def train_inputs(wildcards):
         "targets": f"{DATA}/train_targets_{m.get('targets', 'scored')}.parquet",
         "folds": f"results/folds/{m['cv']}/seed{wildcards.seed}.parquet",
     }
+    if m.get("pretrain_targets"):
+        inputs["pretrain_targets"] = f"{DATA}/train_targets_{m['pretrain_targets']}.parquet"
     if m.get("meta"):
         inputs["meta_oof"] = [f"results/models/{s}/oof.parquet" for s in m["meta"]]
         inputs["meta_test"] = [f"results/models/{s}/test.parquet" for s in m["meta"]]

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moa.folds import FOLD_KINDS, drug_stratified, make_folds, multilabel_stratified
+from moa.folds import FOLD_KINDS, drug_stratified, kfold, make_folds, multilabel_stratified
 from moa.schema import CONTROL, CP_TYPE, DRUG, DataError, ID, TREATED
 
 N_FOLDS = 5
@@ -199,6 +199,20 @@ def test_make_folds_keeps_each_small_drug_in_one_fold():
 
     drug_of = drugs.set_index(ID)[DRUG]
     assert (folds.groupby(folds[ID].map(drug_of))["fold"].nunique() == 1).all()
+
+
+def test_kfold_balances_sizes_follows_its_seed_and_ignores_labels():
+    folds = kfold(103, 10, seed=23)
+    assert sorted(np.bincount(folds)) == [10] * 7 + [11] * 3
+    np.testing.assert_array_equal(folds, kfold(103, 10, seed=23))
+    assert (folds != kfold(103, 10, seed=228)).mean() > 0.5
+
+    features, targets, drugs = training_tables()
+    relabelled = targets.assign(**{c: 1 - targets[c] for c in targets.columns if c != ID})
+    assert make_folds(features, relabelled, drugs, kind="kfold", n_folds=N_FOLDS, seed=1).equals(
+        make_folds(features, targets, drugs, kind="kfold", n_folds=N_FOLDS, seed=1))
+    with pytest.raises(ValueError, match="cannot make 10 folds from 9 rows"):
+        kfold(9, 10, seed=0)
 
 
 def test_make_folds_unknown_kind_lists_known_kinds():

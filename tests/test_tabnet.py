@@ -97,3 +97,19 @@ def test_categorical_columns_that_are_not_codes_are_refused(params, names, messa
         model = TabNetModel(**params)
         model.use_feature_names(names)
         model.categorical_inputs()
+
+
+def test_output_bias_prior_starts_each_logit_at_the_smoothed_training_rate(trained, tmp_path):
+    x, y = learnable(600)
+    torch.manual_seed(0)
+    model = TabNetModel(**{**TINY, "epochs": 1, "lr": 1e-12, "output_bias": "prior", "smoothing": 0.002})
+    model.use_feature_names(NAMES)
+    model.fit(x[:400], y[:400], x[400:], y[400:])
+    rate = y[:400].mean(0) * (1 - 0.002) + 0.001
+    bias = model.regressor.network.tabnet.final_mapping.bias.detach().numpy()
+    np.testing.assert_allclose(bias, np.log(rate / (1 - rate)), rtol=1e-5)
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    reloaded = TabNetModel(**{**TINY, "output_bias": "prior"})
+    reloaded.load_state_dict(torch.load(tmp_path / "model.pt"))
+    np.testing.assert_array_equal(reloaded.predict(x), model.predict(x))
+    assert trained[0].regressor.network.tabnet.final_mapping.bias is None  # the write-up's default: no bias

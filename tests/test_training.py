@@ -8,7 +8,7 @@ from torch import nn
 
 from moa import metrics
 from moa.models.mlp import MLP, Dropout, MLPModel
-from moa.training import Device, NetworkTraining, batches, predict_network, seed_everything
+from moa.training import Device, NetworkTraining, batches, predict_network, seed_everything, train_network
 
 SMALL_NET = {"hidden": [32], "dropout": [0.0, 0.0], "weight_norm": [True, False]}
 
@@ -67,9 +67,40 @@ def test_one_cycle_schedule_runs_from_max_lr_over_div_to_max_lr_and_down():
     assert lrs.index(max(lrs)) in (1, 2) and lrs[-1] < 1e-5
 
 
-def test_early_stopping_stops_after_patience():
-    _, history, _, _ = fitted(epochs=50, early_stopping=0, max_lr=0.5)
-    assert len(history) < 50
+def test_early_stopping_stops_after_patience_epochs_without_improvement():
+    _, history, _, _ = fitted(epochs=50, early_stopping=2, max_lr=0.5)
+    improved = [h["improved"] for h in history]
+    assert len(history) < 50 and improved[-2:] == [False, False]
+    runs = "".join("x" if i else "." for i in improved).split("x")
+    assert max(len(run) for run in runs[:-1]) < 2  # no earlier two epochs in a row without improvement
+
+
+def test_plateau_schedule_halves_the_rate_after_patience_epochs_without_improvement():
+    _, history, _, _ = fitted(epochs=8, schedule="plateau", lr=1e-3, plateau_patience=2, min_delta=1e9)
+    assert [h["lr"] for h in history] == pytest.approx([1e-3] * 4 + [5e-4] * 3 + [2.5e-4])
+
+
+def test_start_as_best_undoes_a_phase_that_only_makes_things_worse():
+    model, _, x, y = fitted()
+    before = model.predict(x)
+    recipe = NetworkTraining(epochs=3, batch_size=64, schedule="constant", lr=5.0, start_as_best=True)
+    history = train_network(model.module, x[:450], 1 - y[:450], x[450:], y[450:], recipe)
+    assert not any(h["improved"] for h in history)
+    np.testing.assert_array_equal(model.predict(x), before)
+
+
+def test_one_cycle_plans_the_batches_that_run():
+    recipe = NetworkTraining(epochs=2, batch_size=64)
+    optimiser = recipe.optimiser_for([nn.Parameter(torch.zeros(1))])
+    assert recipe.per_batch_schedule(optimiser, 129).total_steps == 2 * 2  # the one-row batch is dropped
+    assert recipe.per_batch_schedule(optimiser, 130).total_steps == 2 * 3
+
+
+def test_unknown_optimiser_or_schedule_is_refused():
+    with pytest.raises(ValueError, match="unknown optimiser 'sgd'; known: adam, adadelta"):
+        NetworkTraining(optimiser="sgd")
+    with pytest.raises(ValueError, match="unknown schedule 'cosine'; known: one_cycle, plateau, constant"):
+        NetworkTraining(schedule="cosine")
 
 
 def test_smoothing_and_clipping_of_targets():

@@ -349,6 +349,16 @@ def test_ttest_selects_the_planted_columns():
     pd.testing.assert_frame_equal(out, X[["g-0", "g-1", "g-2"]].astype(np.float32))
 
 
+def test_ttest_p_values_are_the_one_way_anova_ones_of_two_groups():
+    """With two groups the F statistic is t squared: scikit-learn's f_classif (SelectPercentile's score)
+    gives the same p-values, so the selection is the same rule."""
+    from sklearn.feature_selection import f_classif
+
+    X, y = planted(200, [0, 1, 2], seed=3)
+    _, anova_p = f_classif(X.to_numpy(), y.to_numpy().any(axis=1))
+    np.testing.assert_allclose(TTestSelector().fit(X, y).p_values_, anova_p, rtol=1e-9)
+
+
 def test_ttest_uses_only_the_rows_it_is_given():
     first_X, first_y = planted(200, [0, 1, 2], seed=0)
     second_X, second_y = planted(200, [5, 6, 7], seed=1)

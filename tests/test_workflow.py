@@ -274,3 +274,25 @@ def test_one_tabnet_fold_needs_only_its_stage_1(tmp_path):
                                           | {("tabnet", "0", "0")})
     assert counts["train"] == 31 and counts["collect"] == 1 and counts["features"] == 2
     assert counts["folds"] == 3, "the three seeds' 10-fold splits"
+
+
+def test_a_two_heads_fold_pretrains_on_the_nonscored_targets_in_the_workflow(tmp_path):
+    tiny = {"n_gene_components": 2, "n_cell_components": 3, "last_width": 16, "fine_tune_rounds": 1,
+            "phases": {name: {"epochs": 2} for name in ("pretrain", "transfer", "frozen", "unfrozen")}}
+    config = write_config(
+        tmp_path / "two_heads.yaml",
+        cv={"kfold": {"kind": "kfold", "n_folds": 3}},
+        models={"two_heads": {"arch": "two_heads", "pretrain_targets": "nonscored", "cv": "kfold", "seeds": [23],
+                              "params": tiny}},
+        blends={"only": {"members": ["two_heads"], "method": "fixed", "weights": {"two_heads": 1}}})
+    job = "results/models/two_heads/seed23/fold1"
+    snakemake(tmp_path, config, f"{job}/oof.parquet")
+    history = pd.read_csv(tmp_path / job / "history.csv")
+    assert history["phase"].unique().tolist() == ["pretrain", "transfer", "frozen", "unfrozen"]
+    state = torch.load(tmp_path / job / "model.pt", weights_only=True)
+    assert state["shape"].tolist() == [872, 206], "raw genes and cells in, the scored targets out"
+    log = (tmp_path / "results" / "logs" / "train" / "two_heads" / "seed23" / "fold1.log").read_text()
+    assert "pretrain: 2 epochs" in log and "no pre-training targets" not in log
+    folds = pd.read_parquet(tmp_path / "results" / "folds" / "kfold" / "seed23.parquet")
+    oof = pd.read_parquet(tmp_path / job / "oof.parquet")
+    assert oof["sig_id"].tolist() == folds.loc[folds["fold"] == 1, "sig_id"].tolist()

@@ -1,6 +1,6 @@
 """Cross-validation fold assignment.
 
-Two schemes:
+Three schemes:
 
 * ``multilabel_stratified``: iterative stratification (Sechidis et al. 2011) of the
   rows on their hard 0/1 labels.
@@ -16,12 +16,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+from sklearn.model_selection import KFold
 
 from .schema import CP_TYPE, CP_TYPES, DRUG, DataError, ID, TREATED
 
 MULTILABEL_STRATIFIED = "multilabel_stratified"
 DRUG_STRATIFIED = "drug_stratified"
-FOLD_KINDS = (MULTILABEL_STRATIFIED, DRUG_STRATIFIED)
+KFOLD = "kfold"
+FOLD_KINDS = (MULTILABEL_STRATIFIED, DRUG_STRATIFIED, KFOLD)
 DEFAULT_DRUG_THRESHOLD = 18
 
 FEATURES_FILE = "train_features.csv"
@@ -77,6 +79,19 @@ def multilabel_stratified(labels: np.ndarray, n_folds: int, seed: int) -> np.nda
     if len(hard) < n_folds:
         raise ValueError(f"cannot make {n_folds} folds from {len(hard)} rows")
     return _stratified(hard, n_folds, seed)
+
+
+def kfold(n_rows: int, n_folds: int, seed: int) -> np.ndarray:
+    """Fold id of each of `n_rows` rows: a seeded shuffle cut into `n_folds` folds whose sizes differ
+    by at most one (scikit-learn's KFold(shuffle=True, random_state=seed))."""
+    _check_n_folds(n_folds)
+    if n_rows < n_folds:
+        raise ValueError(f"cannot make {n_folds} folds from {n_rows} rows")
+    folds = np.empty(n_rows, dtype=int)
+    splitter = KFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for fold, (_, validation_rows) in enumerate(splitter.split(np.zeros((n_rows, 1)))):
+        folds[validation_rows] = fold
+    return folds
 
 
 def _drug_level_labels(hard_labels: np.ndarray, drug_index: np.ndarray, n_drugs: int) -> np.ndarray:
@@ -193,6 +208,8 @@ def make_folds(
     labels = _training_labels(targets, sig_ids)
     if kind == MULTILABEL_STRATIFIED:
         folds = multilabel_stratified(labels, n_folds, seed)
+    elif kind == KFOLD:
+        folds = kfold(len(sig_ids), n_folds, seed)
     else:
         drug_ids = _training_drug_ids(drugs, sig_ids)
         folds = drug_stratified(labels, drug_ids, n_folds, seed, threshold=drug_threshold)

@@ -28,6 +28,7 @@ class FoldData:
     test_is_control: np.ndarray
     target_names: list
     feature_names: list
+    y_pretrain: np.ndarray | None = None  # the non-scored targets a model pre-trains on, if it does
 
 
 def select_targets(targets: pd.DataFrame, kind: str) -> list[str]:
@@ -46,9 +47,10 @@ def model_inputs(features: pd.DataFrame) -> pd.DataFrame:
 def load_fold_data(train_features: pd.DataFrame, test_features: pd.DataFrame, targets: pd.DataFrame,
                    folds: pd.DataFrame, target_kind: str, model_train: pd.DataFrame | None = None,
                    model_test: pd.DataFrame | None = None, meta: dict | None = None,
-                   base_features: bool = True) -> FoldData:
+                   base_features: bool = True, pretrain_targets: pd.DataFrame | None = None) -> FoldData:
     """Align raw tables, engineered features (if any), meta-features of earlier stages (if any:
-    name -> (collected OOF, collected test)) and folds on sig_id."""
+    name -> (collected OOF, collected test)), pre-training targets (if any: the non-scored ones with a
+    positive among the scheme's rows) and folds on sig_id."""
     model_train = train_features if model_train is None else model_train
     model_test = test_features if model_test is None else model_test
     train_ids, test_ids = folds[schema.ID], test_features[schema.ID]
@@ -62,6 +64,11 @@ def load_fold_data(train_features: pd.DataFrame, test_features: pd.DataFrame, ta
         x_test = pd.concat([x_test, meta_test], axis=1) if base_features else meta_test
     elif not base_features:
         raise ValueError("a model without base features needs meta sources")
+    y_pretrain = None
+    if pretrain_targets is not None:
+        scheme_rows = pretrain_targets[pretrain_targets[schema.ID].isin(train_ids)]
+        pretrain_names = select_targets(scheme_rows, "nonscored")
+        y_pretrain = pretrain_targets.set_index(schema.ID).loc[train_ids, pretrain_names].to_numpy(np.float32)
     return FoldData(
         train_ids=folds[schema.ID].to_numpy(), fold_of=folds["fold"].to_numpy(),
         x_train=x_train.to_numpy(np.float32), y_train=y_train.to_numpy(np.float32),
@@ -70,6 +77,7 @@ def load_fold_data(train_features: pd.DataFrame, test_features: pd.DataFrame, ta
         test_is_control=(test_features[schema.CP_TYPE] == schema.CONTROL).to_numpy(),
         target_names=names,
         feature_names=list(x_train.columns),
+        y_pretrain=y_pretrain,
     )
 
 
@@ -92,6 +100,8 @@ def fit_fold(data: FoldData, arch: str, params: dict, seed: int, fold: int, devi
     model = models.build(arch, params)
     if hasattr(model, "use_feature_names"):
         model.use_feature_names(data.feature_names)
+    if hasattr(model, "use_pretraining_targets"):
+        model.use_pretraining_targets(None if data.y_pretrain is None else data.y_pretrain[~valid])
     history = model.fit(data.x_train[~valid], data.y_train[~valid], data.x_train[valid], data.y_train[valid],
                         device=device)
     oof = model.predict(data.x_train[valid])

@@ -1,8 +1,9 @@
 """The one training loop of the PyTorch tabular models.
 
-Adam with weight decay under a OneCycle schedule stepped every batch (its max_lr overrides Adam's
-lr, as in the write-up), label smoothing and target clipping, the best epoch on validation loss
-kept (optionally stopping early), batches sliced from tensors held in memory and inference in large
+By default Adam with weight decay under a OneCycle schedule stepped every batch (its max_lr overrides
+Adam's lr, as in the write-up); the 2-heads ResNet's phases use Adam or Adadelta at a constant rate or
+halved on a plateau. Label smoothing and target clipping, the best epoch on validation loss kept
+(optionally stopping early), batches sliced from tensors held in memory and inference in large
 batches. The caller seeds every random source (`seed_everything`) before building the model.
 """
 from __future__ import annotations
@@ -67,9 +68,21 @@ def as_tensor(values) -> torch.Tensor:
     return torch.from_numpy(np.require(values, dtype=np.float32, requirements="W"))
 
 
+OPTIMISERS = ("adam", "adadelta")
+SCHEDULES = ("one_cycle", "plateau", "constant")
+
+
 @dataclass
 class NetworkTraining:
-    """The training recipe; defaults are the write-up's Simple NN (spec §6.2)."""
+    """The training recipe; defaults are the write-up's Simple NN (spec §6.2).
+
+    `schedule`: `one_cycle` (per batch, from max_lr / div_factor up to max_lr and down), `plateau`
+    (`lr`, multiplied by `plateau_factor` after `plateau_patience` epochs without a better validation
+    loss, as Keras' ReduceLROnPlateau) or `constant` (`lr`). An epoch is better when its validation
+    loss is below the best by more than `min_delta`; `early_stopping` epochs in a row that are not
+    stop the run (Keras' patience). With `start_as_best` the starting weights compete too: a phase
+    that only makes the validation loss worse ends with the weights it started from.
+    """
 
     epochs: int = 25
     batch_size: int = 256
@@ -81,10 +94,20 @@ class NetworkTraining:
     clip_targets: tuple | None = None  # e.g. (0.0005, 0.9995), applied after smoothing
     early_stopping: int | None = None  # patience in epochs; None = run every epoch
     inference_batch_size: int = 2048
+    optimiser: str = "adam"
+    schedule: str = "one_cycle"
+    lr: float = 1e-3                   # the plateau and constant schedules' (starting) rate
+    plateau_factor: float = 0.5
+    plateau_patience: int = 4
+    min_delta: float = 0.0
+    start_as_best: bool = False
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 2:
             raise ValueError(f"need epochs >= 1 and batch_size >= 2, got {self.epochs}, {self.batch_size}")
+        for key, value, known in (("optimiser", self.optimiser, OPTIMISERS), ("schedule", self.schedule, SCHEDULES)):
+            if value not in known:
+                raise ValueError(f"unknown {key} {value!r}; known: {', '.join(known)}")
         if self.clip_targets is not None:
             self.clip_targets = tuple(self.clip_targets)
 
@@ -92,10 +115,50 @@ class NetworkTraining:
         y = smooth_labels(y, self.smoothing)
         return y.clamp(*self.clip_targets) if self.clip_targets else y
 
+    def optimiser_for(self, parameters) -> torch.optim.Optimizer:
+        if self.optimiser == "adadelta":
+            # Keras' defaults (rho 0.95, epsilon 1e-7), which the 2-heads ResNet was tuned with
+            return torch.optim.Adadelta(parameters, lr=self.lr, rho=0.95, eps=1e-7, weight_decay=self.weight_decay)
+        lr = self.max_lr / self.div_factor if self.schedule == "one_cycle" else self.lr
+        # the fused kernel updates all parameters in one pass: ~8x faster than the default step on CPU,
+        # where a 2048-wide MLP's Adam step otherwise costs a third of a batch's forward + backward
+        return torch.optim.Adam(parameters, lr=lr, weight_decay=self.weight_decay, fused=True)
+
+    def per_batch_schedule(self, optimiser, n_rows: int):
+        """The OneCycle schedule, planned for the batches `batches` yields; None for the other schedules."""
+        if self.schedule != "one_cycle":
+            return None
+        steps_per_epoch = max(1, n_rows // self.batch_size + (n_rows % self.batch_size > 1))
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimiser, max_lr=self.max_lr, div_factor=self.div_factor, pct_start=self.pct_start,
+            epochs=self.epochs, steps_per_epoch=steps_per_epoch)
+
+    def per_epoch_schedule(self, optimiser):
+        if self.schedule != "plateau":
+            return None
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimiser, mode="min", factor=self.plateau_factor, patience=self.plateau_patience,
+            threshold=self.min_delta, threshold_mode="abs")
+
 
 def smooth_labels(y, smoothing: float):
     """Targets pulled towards 1/2: with smoothing 0.001, 0 and 1 become 0.0005 and 0.9995."""
     return y * (1 - smoothing) + 0.5 * smoothing
+
+
+OUTPUT_BIASES = ("default", "prior")
+
+
+def check_output_bias(family: str, output_bias: str) -> None:
+    if output_bias not in OUTPUT_BIASES:
+        raise ValueError(f"{family}: output_bias must be one of {', '.join(OUTPUT_BIASES)}, got {output_bias!r}")
+
+
+def prior_logits(soft_targets: torch.Tensor) -> torch.Tensor:
+    """Each target's logit at its training rate (kept inside [1e-4, 1 - 1e-4]): the output bias that lets a
+    network start from the prior instead of spending its first epochs learning that most targets are rare."""
+    rate = soft_targets.mean(0).clamp(1e-4, 1 - 1e-4)
+    return torch.log(rate / (1 - rate))
 
 
 def batches(n_rows: int, batch_size: int, generator: torch.Generator):
@@ -111,27 +174,25 @@ def batches(n_rows: int, batch_size: int, generator: torch.Generator):
 def train_network(module: nn.Module, x_train, y_train, x_valid, y_valid, recipe: NetworkTraining,
                   device: Device = CPU) -> list[dict]:
     """Train `module` in place on `device`, where it stays; it ends with the weights of its best
-    validation epoch."""
+    validation epoch. Parameters that do not require gradients are left untouched (a frozen trunk).
+    Each history record says whether its epoch became the best (`improved`)."""
     fabric = device.fabric()
     x, y_hard = fabric.to_device(as_tensor(x_train)), fabric.to_device(as_tensor(y_train))
     y = recipe.soft_targets(y_hard)
     has_valid = x_valid is not None and len(x_valid) > 0
     if has_valid:
         xv, yv = fabric.to_device(as_tensor(x_valid)), fabric.to_device(as_tensor(y_valid))
-    steps_per_epoch = max(1, math.ceil(len(x) / recipe.batch_size))
-    # the fused kernel updates all parameters in one pass: ~8x faster than the default step on CPU,
-    # where a 2048-wide MLP's Adam step otherwise costs a third of a batch's forward + backward
-    optimiser = torch.optim.Adam(module.parameters(), lr=recipe.max_lr / recipe.div_factor,
-                                 weight_decay=recipe.weight_decay, fused=True)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=recipe.max_lr, div_factor=recipe.div_factor, pct_start=recipe.pct_start,
-        epochs=recipe.epochs, steps_per_epoch=steps_per_epoch)
+    optimiser = recipe.optimiser_for([p for p in module.parameters() if p.requires_grad])
+    schedule = recipe.per_batch_schedule(optimiser, len(x))
+    plateau = recipe.per_epoch_schedule(optimiser)
     loss_fn = nn.BCEWithLogitsLoss()
     # the data order comes from its own generator, seeded from torch's (seeded by the caller); it
     # draws on the device so the shuffled index never crosses the bus
     generator = torch.Generator(fabric.device).manual_seed(int(torch.randint(0, 2**31 - 1, (1,))))
     model, optimiser = fabric.setup(module, optimiser)
     history, best_loss, best_state, since_best = [], math.inf, None, 0
+    if has_valid and recipe.start_as_best:
+        best_loss, best_state = evaluate(model, xv, yv, loss_fn, recipe.inference_batch_size), copy.deepcopy(module.state_dict())
     for epoch in range(recipe.epochs):
         model.train()
         total, seen = torch.zeros((), dtype=torch.float64, device=fabric.device), 0
@@ -140,7 +201,7 @@ def train_network(module: nn.Module, x_train, y_train, x_valid, y_valid, recipe:
             loss = loss_fn(model(x[index]), y[index])
             fabric.backward(loss)
             optimiser.step()
-            if schedule.last_epoch + 1 < schedule.total_steps:
+            if schedule is not None and schedule.last_epoch + 1 < schedule.total_steps:
                 schedule.step()
             # summed on the device: a float() per batch would wait for the card every step
             total += loss.detach().double() * len(index)
@@ -148,13 +209,16 @@ def train_network(module: nn.Module, x_train, y_train, x_valid, y_valid, recipe:
         record = {"epoch": epoch, "train_loss": float(total) / max(seen, 1), "lr": optimiser.param_groups[0]["lr"]}
         if has_valid:
             record["valid_loss"] = evaluate(model, xv, yv, loss_fn, recipe.inference_batch_size)
-            if record["valid_loss"] < best_loss:
+            record["improved"] = record["valid_loss"] < best_loss - recipe.min_delta
+            if record["improved"]:
                 best_loss, best_state, since_best = record["valid_loss"], copy.deepcopy(module.state_dict()), 0
             else:
                 since_best += 1
+        if plateau is not None:
+            plateau.step(record.get("valid_loss", record["train_loss"]))
         history.append(record)
-        log.info("epoch %d: %s", epoch, {k: round(v, 6) for k, v in record.items() if k != "epoch"})
-        if recipe.early_stopping is not None and since_best > recipe.early_stopping:
+        log.info("epoch %d: %s", epoch, {k: round(float(v), 6) for k, v in record.items() if k != "epoch"})
+        if recipe.early_stopping is not None and since_best >= max(recipe.early_stopping, 1):
             break
     if best_state is not None:
         module.load_state_dict(best_state)

@@ -10,7 +10,8 @@ model = snakemake.params.model
 lock_dir = snakemake.config.get("gpus", {}).get("lock_dir", devices.DEFAULT_LOCK_DIR)
 slot = devices.acquire(snakemake.resources.gpu, lock_dir=lock_dir)
 torch.set_num_threads(snakemake.threads)
-optional = {k: pd.read_parquet(snakemake.input[k]) for k in ("model_train", "model_test") if k in snakemake.input.keys()}
+optional = {k: pd.read_parquet(snakemake.input[k]) for k in ("model_train", "model_test", "pretrain_targets")
+            if k in snakemake.input.keys()}
 if model.get("meta"):
     optional["meta"] = {
         source: (pd.read_parquet(oof), pd.read_parquet(test))

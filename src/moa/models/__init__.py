@@ -5,8 +5,10 @@ from moa.models.linear import LinearModel
 from moa.models.mlp import MLPModel
 from moa.models.prior import PriorModel
 from moa.models.tabnet import TabNetModel
+from moa.models.two_heads import TwoHeadsModel
 
-ARCHITECTURES = {"prior": PriorModel, "linear": LinearModel, "mlp": MLPModel, "tabnet": TabNetModel}
+ARCHITECTURES = {"prior": PriorModel, "linear": LinearModel, "mlp": MLPModel, "tabnet": TabNetModel,
+                 "two_heads": TwoHeadsModel}
 
 
 def build(arch: str, params: dict | None = None):

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm as apply_weight_norm
 
-from moa.training import CPU, Device, NetworkTraining, as_tensor, predict_network, train_network
+from moa.training import (CPU, Device, NetworkTraining, as_tensor, check_output_bias, predict_network,
+                          prior_logits, train_network)
 
 ACTIVATIONS = {"leaky_relu": lambda: nn.LeakyReLU(0.01), "relu": nn.ReLU}
 
@@ -66,9 +67,6 @@ class MLP(nn.Module):
         return self.layers(x)
 
 
-OUTPUT_BIASES = ("default", "prior")
-
-
 class MLPModel:
     """arch `mlp`: `network` holds the MLP's arguments, `output_bias` how the last layer's bias starts,
     everything else is the training recipe.
@@ -80,8 +78,7 @@ class MLPModel:
     """
 
     def __init__(self, network: dict | None = None, output_bias: str = "default", **training):
-        if output_bias not in OUTPUT_BIASES:
-            raise ValueError(f"mlp: output_bias must be one of {', '.join(OUTPUT_BIASES)}, got {output_bias!r}")
+        check_output_bias("mlp", output_bias)
         self.network = dict(network or {})
         self.output_bias = output_bias
         self.training = NetworkTraining(**training)
@@ -93,11 +90,9 @@ class MLPModel:
         """The untrained network for these targets (the caller seeds torch first)."""
         module = MLP(*self.shape_, **self.network)
         if self.output_bias == "prior":
-            rate = self.training.soft_targets(as_tensor(y_train)).mean(0)
-            rate = rate.clamp(1e-4, 1 - 1e-4)
             last = [layer for layer in module.layers if isinstance(layer, nn.Linear)][-1]
             with torch.no_grad():
-                last.bias.copy_(torch.log(rate / (1 - rate)))
+                last.bias.copy_(prior_logits(self.training.soft_targets(as_tensor(y_train))))
         return module
 
     def fit(self, x_train, y_train, x_valid=None, y_valid=None, device: Device = CPU) -> list[dict]:
