@@ -25,6 +25,7 @@ include: "rules/train.smk"
 include: "rules/collect.smk"
 include: "rules/blend.smk"
 include: "rules/report.smk"
+include: "rules/predict.smk"
 
 
 # cheap aggregation steps run where snakemake runs, not as cluster jobs
@@ -33,6 +34,7 @@ localrules:
     models,
     folds,
     collect,
+    recipe,
     blend_weights,
     apply_blend,
     submission,
@@ -48,6 +50,7 @@ rule all:
         "results/report/summary.md",
         expand("results/report/learning_curves/{model}.png", model=config["models"]),
         "results/report/correlation_oof.png",
+        expand("results/models/{model}/recipe.json", model=config["models"]),
     default_target: True
 
 

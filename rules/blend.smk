@@ -49,7 +49,8 @@ rule submission:
         sample=f"{DATA}/sample_submission.parquet",
         test_features=f"{DATA}/test_features.parquet",
     output:
-        "results/submission.csv",
+        csv="results/submission.csv",
+        settings="results/submission.json",
     params:
         blend=SUBMISSION_BLEND,
         clip=config.get("submission", {}).get("clip", [0.0, 1.0]),

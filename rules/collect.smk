@@ -20,3 +20,23 @@ rule collect:
         "../envs/moa.yaml"
     script:
         "../workflow/scripts/collect_model.py"
+
+
+rule recipe:
+    input:
+        unpack(recipe_inputs),
+    output:
+        "results/models/{model}/recipe.json",
+    params:
+        recipe=lambda wc: {**model_recipe(wc.model), "n_folds": len(fold_ids(wc.model))},
+    log:
+        "results/logs/recipe/{model}.log",
+    benchmark:
+        "results/benchmarks/recipe/{model}.tsv"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/moa.yaml"
+    script:
+        "../workflow/scripts/write_recipe.py"

@@ -21,6 +21,7 @@ wildcard_constraints:
     cv="|".join(sorted(config["cv"])),
     fset="|".join(sorted(config.get("feature_sets") or {})) or "-",
     blend="|".join(sorted(config["blends"])),
+    name="|".join(sorted(config.get("predict") or {})) or "-",
     seed=r"\d+",
     fold=r"\d+",
 
@@ -252,3 +253,52 @@ def scoring_inputs():
         "test_features": f"{DATA}/test_features.parquet",
         **truth_inputs(),
     }
+
+
+def recipe_inputs(wildcards):
+    """What a model's recipe.json reads: one job's predictions (its targets), the model's feature table and
+    its meta sources' collected OOF (the names of its inputs)."""
+    m = model_config(wildcards.model)
+    inputs = {
+        "oof": fold_outputs(wildcards.model, "oof.parquet")[0],
+        "features": (f"results/features/{m['features']}/train.parquet" if m.get("features")
+                     else f"{DATA}/train_features.parquet"),
+    }
+    if m.get("meta"):
+        inputs["meta_oof"] = [f"results/models/{s}/oof.parquet" for s in m["meta"]]
+    return inputs
+
+
+def model_closure(names):
+    """`names` and every model they stack on, each once, sources first."""
+    ordered = []
+
+    def visit(name):
+        for source in model_config(name).get("meta", []):
+            visit(source)
+        if name not in ordered:
+            ordered.append(name)
+
+    for name in names:
+        visit(name)
+    return ordered
+
+
+def prediction_inputs(wildcards):
+    """The new feature file named under `predict:` and every saved artefact that predicting it with the
+    submitted blend reads: no file that a training job would have to make is missing on a finished run."""
+    inputs = {
+        "features": config["predict"][wildcards.name],
+        "settings": "results/submission.json",
+        "weights": f"results/blend/{SUBMISSION_BLEND}/weights.json",
+        "artefacts": [],
+    }
+    for name in model_closure(blend_members(SUBMISSION_BLEND)):
+        m = model_config(name)
+        inputs["artefacts"] += [f"results/models/{name}/recipe.json", *fold_outputs(name, "model.pt")]
+        if m.get("features"):
+            inputs["artefacts"].append(f"results/features/{m['features']}/fitted.joblib")
+        if m.get("meta"):
+            inputs["artefacts"] += [f"results/models/{s}/oof.parquet" for s in m["meta"]]
+            inputs["artefacts"].append(f"results/folds/{m['cv']}/seed{m['seeds'][0]}.parquet")
+    return inputs

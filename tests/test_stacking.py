@@ -57,3 +57,19 @@ def test_fold_data_appends_meta_features_or_uses_them_alone():
     assert both.feature_names == ["g-0", "meta_s1_a", "meta_s1_b"]
     alone = jobs.load_fold_data(features, test_features, targets, folds, "scored", meta=meta, base_features=False)
     assert alone.feature_names == ["meta_s1_a", "meta_s1_b"] and alone.x_test.shape == (10, 2)
+
+
+def test_input_names_lay_out_the_columns_as_a_job_does():
+    from moa import jobs
+
+    ids = [f"id_{i}" for i in range(6)]
+    features = pd.DataFrame({"sig_id": ids, "cp_type": "trt_cp", "cp_time": 24, "cp_dose": "D1",
+                             "g-0": range(6), "fa_g-0": range(6)})
+    targets = pd.DataFrame({"sig_id": ids, "t1": [0, 1] * 3, "t2": [1, 0] * 3})
+    folds = pd.DataFrame({"sig_id": ids, "fold": [0, 1] * 3})
+    oof = pd.DataFrame({"sig_id": ids[::-1], "t1": 0.5, "t2": 0.25})
+    for base in (True, False):
+        data = jobs.load_fold_data(features, features, targets, folds, "scored", meta={"s1": (oof, oof)},
+                                   base_features=base)
+        assert jobs.input_names(features.columns, {"s1": ["t1", "t2"]}, base) == data.feature_names
+    assert data.feature_names == ["meta_s1_t1", "meta_s1_t2"]

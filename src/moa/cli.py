@@ -33,6 +33,14 @@ def _features(args) -> None:
     print(f"wrote {len(table)} rows x {table.shape[1] - 1} features of set {pipeline.name!r} to {args.out}")
 
 
+def _predict(args) -> None:
+    from moa import predict  # torch and the model families: only this command needs them
+
+    table = predict.predict_file(args.results, args.features, args.blend)
+    io.write_csv(table, args.out)
+    print(f"wrote {len(table)} rows x {table.shape[1] - 1} targets to {args.out}")
+
+
 def _read(path: str) -> pd.DataFrame:
     return pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path)
 
@@ -59,6 +67,12 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("features", help="feature table in the Kaggle layout (.csv or .parquet)")
     f.add_argument("out", help="output .parquet")
     f.set_defaults(run=_features)
+    r = sub.add_parser("predict", help="predict new profiles with a finished run's saved models (no training)")
+    r.add_argument("--results", default="results", help="the finished run's results folder (default: results)")
+    r.add_argument("--features", required=True, help="feature CSV in the test_features.csv layout (plain or .zip)")
+    r.add_argument("--out", required=True, help="output CSV in the submission layout")
+    r.add_argument("--blend", help="blend to apply (default: the one the run submitted)")
+    r.set_defaults(run=_predict)
     return p
 
 

@@ -11,6 +11,10 @@ from moa import schema
 from moa.features.quantile import QuantileNormal
 
 
+def meta_name(source: str, target: str) -> str:
+    return f"meta_{source}_{target}"
+
+
 def meta_features(sources: dict[str, tuple[pd.DataFrame, pd.DataFrame]], train_ids, test_ids,
                   n_quantiles: int = 100, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """For each source (name -> (oof, test)), its predictions as columns `meta_{name}_{target}`,
@@ -23,7 +27,7 @@ def meta_features(sources: dict[str, tuple[pd.DataFrame, pd.DataFrame]], train_i
             if len(missing):
                 raise ValueError(f"meta source {name!r}: its {what} lack row {missing[0]} "
                                  "(a stage must use the same CV scheme as its meta sources)")
-        renamed = {c: f"meta_{name}_{c}" for c in oof.columns}
+        renamed = {c: meta_name(name, c) for c in oof.columns}
         oof, test = oof.loc[train_ids].rename(columns=renamed), test.loc[test_ids].rename(columns=renamed)
         transform = QuantileNormal(n_quantiles=min(n_quantiles, len(oof)), seed=seed).fit(oof)
         train_parts.append(transform.transform(oof))
