@@ -49,6 +49,7 @@ bench: install
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/dag.py
 	$(BIN)/python bench/quality.py
+	$(BIN)/python bench/predict.py
 
 clean:
 	rm -rf results .snakemake
