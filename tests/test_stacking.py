@@ -71,5 +71,5 @@ def test_input_names_lay_out_the_columns_as_a_job_does():
     for base in (True, False):
         data = jobs.load_fold_data(features, features, targets, folds, "scored", meta={"s1": (oof, oof)},
                                    base_features=base)
-        assert jobs.input_names(features.columns, {"s1": ["t1", "t2"]}, base) == data.feature_names
+        assert stacking.input_names(features.columns, {"s1": ["t1", "t2"]}, base) == data.feature_names
     assert data.feature_names == ["meta_s1_t1", "meta_s1_t2"]

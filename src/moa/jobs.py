@@ -39,21 +39,9 @@ def select_targets(targets: pd.DataFrame, kind: str) -> list[str]:
     return names
 
 
-NOT_INPUTS = (schema.ID, *schema.CATEGORICAL, schema.DRUG)
-
-
 def model_inputs(features: pd.DataFrame) -> pd.DataFrame:
     """Numeric model inputs of a feature table: everything but the id and the categorical columns."""
-    return features.drop(columns=[c for c in NOT_INPUTS if c in features])
-
-
-def input_names(feature_columns, meta_targets: dict | None = None, base_features: bool = True) -> list[str]:
-    """A job's input columns in order, from its feature table's columns and its meta sources' target
-    names (source -> names), as `load_fold_data` lays them out."""
-    meta = [stacking.meta_name(source, target) for source, targets in (meta_targets or {}).items()
-            for target in targets]
-    base = [c for c in feature_columns if c not in NOT_INPUTS] if base_features else []
-    return base + meta
+    return features.drop(columns=[c for c in stacking.NOT_INPUTS if c in features])
 
 
 def load_fold_data(train_features: pd.DataFrame, test_features: pd.DataFrame, targets: pd.DataFrame,

@@ -11,8 +11,20 @@ from moa import schema
 from moa.features.quantile import QuantileNormal
 
 
+# columns of a feature table that are not model inputs
+NOT_INPUTS = (schema.ID, *schema.CATEGORICAL, schema.DRUG)
+
+
 def meta_name(source: str, target: str) -> str:
     return f"meta_{source}_{target}"
+
+
+def input_names(feature_columns, meta_targets: dict | None = None, base_features: bool = True) -> list[str]:
+    """A job's input columns in order, from its feature table's columns and its meta sources' target
+    names (source -> names), as `jobs.load_fold_data` lays them out."""
+    meta = [meta_name(source, target) for source, targets in (meta_targets or {}).items() for target in targets]
+    base = [c for c in feature_columns if c not in NOT_INPUTS] if base_features else []
+    return base + meta
 
 
 def meta_features(sources: dict[str, tuple[pd.DataFrame, pd.DataFrame]], train_ids, test_ids,

@@ -1,7 +1,7 @@
 # What predicting new rows needs to rebuild a model's inputs and find its fold models (moa.predict).
 import pyarrow.parquet as pq
 
-from moa import io, jobs, logs
+from moa import io, logs, stacking
 
 log = logs.to_file(snakemake.log[0])
 
@@ -13,6 +13,6 @@ def columns(path):
 recipe = snakemake.params.recipe
 meta = dict(zip(recipe.get("meta", []), map(columns, snakemake.input.get("meta_oof", []))))
 recipe = {**recipe, "target_names": columns(snakemake.input.oof),
-          "feature_names": jobs.input_names(columns(snakemake.input.features), meta, recipe.get("base_features", True))}
+          "feature_names": stacking.input_names(columns(snakemake.input.features), meta, recipe.get("base_features", True))}
 log.info("%s: %d inputs, %d targets", snakemake.wildcards.model, len(recipe["feature_names"]), len(recipe["target_names"]))
 io.write_json(recipe, snakemake.output[0])
