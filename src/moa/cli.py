@@ -35,8 +35,9 @@ def _features(args) -> None:
 
 def _predict(args) -> None:
     from moa import predict  # torch and the model families: only this command needs them
+    from moa.training import Device
 
-    table = predict.predict_file(args.results, args.features, args.blend)
+    table = predict.predict_file(args.results, args.features, args.blend, Device(args.device))
     io.write_csv(table, args.out)
     print(f"wrote {len(table)} rows x {table.shape[1] - 1} targets to {args.out}")
 
@@ -72,6 +73,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--features", required=True, help="feature CSV in the test_features.csv layout (plain or .zip)")
     r.add_argument("--out", required=True, help="output CSV in the submission layout")
     r.add_argument("--blend", help="blend to apply (default: the one the run submitted)")
+    r.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the networks predict (default: cpu)")
     r.set_defaults(run=_predict)
     return p
 

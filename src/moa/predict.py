@@ -122,7 +122,8 @@ class Predictor:
             for seed in recipe["seeds"]:
                 for fold in range(recipe["n_folds"]):
                     model = models.build(recipe["arch"], recipe.get("params", {}))
-                    model.load_state_dict(torch.load(self.artefacts.fold_model(name, seed, fold), weights_only=True))
+                    state = torch.load(self.artefacts.fold_model(name, seed, fold), weights_only=True)
+                    model.load_state_dict(state, self.device)
                     loaded.append(model)
             self._models[name] = loaded
         return self._models[name]

@@ -72,7 +72,10 @@ class LinearModel:
     def state_dict(self) -> dict:
         return self.module.state_dict()
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, device: Device = CPU) -> None:
+        """The saved model, predicting on `device` from now on."""
         n_out, n_in = state["linear.weight"].shape
         self.module = StandardisedLinear(n_in, n_out)
         self.module.load_state_dict(state)
+        self.module.to(device.name)
+        self.device = device

@@ -110,7 +110,9 @@ class MLPModel:
     def state_dict(self) -> dict:
         return {"shape": torch.tensor(self.shape_), "module": self.module.state_dict()}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, device: Device = CPU) -> None:
+        """The saved model, predicting on `device` from now on."""
         self.shape_ = tuple(int(v) for v in state["shape"])
         self.module = MLP(*self.shape_, **self.network)
         self.module.load_state_dict(state["module"])
+        self.device = device

@@ -36,5 +36,5 @@ class PriorModel:
     def state_dict(self) -> dict:
         return {"rates": torch.as_tensor(self.rates_)}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, device=None) -> None:
         self.rates_ = state["rates"].numpy()

@@ -302,8 +302,9 @@ class TwoHeadsModel:
         return {"shape": torch.tensor(self.shape_), "inputs": self.inputs.state_dict(),
                 "module": self.module.state_dict()}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.shape_ = tuple(int(v) for v in state["shape"])
+    def load_state_dict(self, state: dict, device: Device = CPU) -> None:
+        """The saved model, predicting on `device` from now on."""
+        self.shape_, self.device = tuple(int(v) for v in state["shape"]), device
         self.inputs = TwoHeadsInputs.from_state_dict(state["inputs"])
         self.module = TwoHeadsNet(*self.inputs.widths, self.shape_[1], self.last_width)
         self.module.load_state_dict(state["module"])
