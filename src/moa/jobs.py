@@ -114,8 +114,8 @@ def fit_fold(data: FoldData, arch: str, params: dict, seed: int, fold: int, devi
     log.info("seed %d fold %d on %s (precision %s): %d train rows, %d valid rows, valid log loss %.6f",
              seed, fold, device.name, device.effective_precision, (~valid).sum(), valid.sum(), valid_loss)
     return FoldResult(
-        oof=_table(data.train_ids[valid], oof, data.target_names),
-        test=_table(data.test_ids, test, data.target_names),
+        oof=prediction_table(data.train_ids[valid], oof, data.target_names),
+        test=prediction_table(data.test_ids, test, data.target_names),
         model=model,
         history=pd.DataFrame(history),
         metrics={"seed": seed, "fold": fold, "n_train": int((~valid).sum()), "n_valid": int(valid.sum()),
@@ -125,7 +125,8 @@ def fit_fold(data: FoldData, arch: str, params: dict, seed: int, fold: int, devi
     )
 
 
-def _table(ids, values, names) -> pd.DataFrame:
+def prediction_table(ids, values, names) -> pd.DataFrame:
+    """sig_id and one float32 column per target."""
     frame = pd.DataFrame(np.asarray(values, dtype=np.float32), columns=names)
     frame.insert(0, schema.ID, ids)
     return frame

@@ -40,7 +40,7 @@ class RunArtefacts:
         return path
 
     def recipe(self, model: str) -> dict:
-        return io.read_json(self.file(f"models/{model}/recipe.json", "collect"))
+        return io.read_json(self.file(f"models/{model}/recipe.json", "recipe"))
 
     def blend_weights(self, blend_name: str) -> dict[str, float]:
         return io.read_json(self.file(f"blend/{blend_name}/weights.json", "blend_weights"))["weights"]
@@ -91,7 +91,7 @@ class Predictor:
             tables = []
             for model in self._fold_models(name, recipe):
                 predicted = np.where(control[:, None], 0.0, model.predict(x)).astype(np.float32)
-                tables.append(_table(features[schema.ID], predicted, recipe["target_names"]))
+                tables.append(jobs.prediction_table(features[schema.ID].to_numpy(), predicted, recipe["target_names"]))
             self._predictions[name] = collect.average_test(tables)
             log.info("%s: %d (seed, fold) models, %d rows", name, len(tables), len(features))
         return self._predictions[name]
@@ -127,12 +127,6 @@ class Predictor:
                     loaded.append(model)
             self._models[name] = loaded
         return self._models[name]
-
-
-def _table(ids, values, names) -> pd.DataFrame:
-    frame = pd.DataFrame(values, columns=names)
-    frame.insert(0, schema.ID, np.asarray(ids))
-    return frame
 
 
 def predict_file(results: str | Path, features_csv: str | Path, blend_name: str | None = None,
