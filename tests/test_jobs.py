@@ -240,7 +240,7 @@ def test_write_fold_result_writes_five_files_and_the_model_reloads(tmp_path):
 # --- models --------------------------------------------------------------------------------------
 
 def test_build_unknown_arch_lists_known_ones():
-    with pytest.raises(ValueError, match=r"unknown arch 'nope'; known: linear, mlp, prior"):
+    with pytest.raises(ValueError, match=r"unknown arch 'nope'; known: deepinsight, linear, mlp, prior, tabnet, two_heads$"):
         models.build("nope")
 
 

@@ -98,10 +98,57 @@ def test_one_cycle_plans_the_batches_that_run():
 
 
 def test_unknown_optimiser_or_schedule_is_refused():
-    with pytest.raises(ValueError, match="unknown optimiser 'sgd'; known: adam, adadelta"):
+    with pytest.raises(ValueError, match="unknown optimiser 'sgd'; known: adam, adadelta, radam"):
         NetworkTraining(optimiser="sgd")
-    with pytest.raises(ValueError, match="unknown schedule 'cosine'; known: one_cycle, plateau, constant"):
-        NetworkTraining(schedule="cosine")
+    with pytest.raises(ValueError, match="unknown schedule 'cyclic'; known: one_cycle, plateau, constant, cosine"):
+        NetworkTraining(schedule="cyclic")
+
+
+def test_cosine_schedule_steps_per_epoch_and_oscillates_with_twice_its_period():
+    _, history, _, _ = fitted(optimiser="radam", schedule="cosine", lr=0.01, cosine_period=5, epochs=12)
+    expected = [0.01 * (1 + np.cos(np.pi * epoch / 5)) / 2 for epoch in range(12)]
+    assert [h["lr"] for h in history] == pytest.approx(expected, abs=1e-12)
+    assert history[5]["lr"] == pytest.approx(0) and history[10]["lr"] == pytest.approx(0.01)
+
+
+def test_gradient_clip_caps_the_norm_every_step(monkeypatch):
+    norms = []
+    step = torch.optim.RAdam.step
+
+    def recording_step(self, *args, **kwargs):
+        grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.RAdam, "step", recording_step)
+    fitted(optimiser="radam", schedule="constant", epochs=2)
+    assert max(norms) > 0.05, "unclipped, some step's gradient is larger than the cap below"
+    norms.clear()
+    fitted(optimiser="radam", schedule="constant", epochs=2, gradient_clip=0.05)
+    assert len(norms) == 16 and max(norms) <= 0.05 * (1 + 1e-5)
+
+
+def test_augment_gets_every_batch_and_a_generator_reseeded_each_epoch():
+    x, y = separable()
+    seen = []
+
+    def augment(batch, pool, generator):
+        assert pool.shape == (450, 8)
+        seen.append((len(batch), float(torch.rand(1, generator=generator))))
+        return torch.zeros_like(batch)
+
+    def run(seed):
+        seed_everything(seed)
+        module = MLP(8, 2, **SMALL_NET)
+        recipe = NetworkTraining(epochs=2, batch_size=225, schedule="constant")
+        return train_network(module, x[:450], y[:450], x[450:], y[450:], recipe, augment=augment)
+
+    run(3)
+    first, seen[:] = list(seen), []
+    run(3)
+    assert seen == first and [n for n, _ in first] == [225, 225, 225, 225]
+    # one generator per epoch: its first draw in epoch 0 and in epoch 1 differ, its later draws continue it
+    assert first[0][1] != first[2][1] and first[0][1] != first[1][1]
 
 
 def test_smoothing_and_clipping_of_targets():

@@ -2,9 +2,11 @@
 
 By default Adam with weight decay under a OneCycle schedule stepped every batch (its max_lr overrides
 Adam's lr, as in the write-up); the 2-heads ResNet's phases use Adam or Adadelta at a constant rate or
-halved on a plateau. Label smoothing and target clipping, the best epoch on validation loss kept
-(optionally stopping early), batches sliced from tensors held in memory and inference in large
-batches. The caller seeds every random source (`seed_everything`) before building the model.
+halved on a plateau; the DeepInsight CNNs RAdam under cosine annealing stepped every epoch, with gradient
+clipping and an augmentation of each batch (swap noise). Label smoothing and target clipping, the best
+epoch on validation loss kept (optionally stopping early), batches sliced from tensors held in memory and
+inference in large batches. The caller seeds every random source (`seed_everything`) before building the
+model.
 """
 from __future__ import annotations
 
@@ -68,8 +70,8 @@ def as_tensor(values) -> torch.Tensor:
     return torch.from_numpy(np.require(values, dtype=np.float32, requirements="W"))
 
 
-OPTIMISERS = ("adam", "adadelta")
-SCHEDULES = ("one_cycle", "plateau", "constant")
+OPTIMISERS = ("adam", "adadelta", "radam")
+SCHEDULES = ("one_cycle", "plateau", "constant", "cosine")
 
 
 @dataclass
@@ -78,7 +80,11 @@ class NetworkTraining:
 
     `schedule`: `one_cycle` (per batch, from max_lr / div_factor up to max_lr and down), `plateau`
     (`lr`, multiplied by `plateau_factor` after `plateau_patience` epochs without a better validation
-    loss, as Keras' ReduceLROnPlateau) or `constant` (`lr`). An epoch is better when its validation
+    loss, as Keras' ReduceLROnPlateau), `constant` (`lr`) or `cosine` (from `lr` to 0 over
+    `cosine_period` epochs and, as PyTorch's CosineAnnealingLR does past its T_max, back up again, so the
+    rate oscillates with a period of twice that). `gradient_clip` caps the gradients' total norm;
+    `progress` writes a progress bar over the run's batches to the log (for runs whose epochs take
+    minutes). An epoch is better when its validation
     loss is below the best by more than `min_delta`; `early_stopping` epochs in a row that are not
     stop the run (Keras' patience). With `start_as_best` the starting weights compete too: a phase
     that only makes the validation loss worse ends with the weights it started from.
@@ -96,11 +102,14 @@ class NetworkTraining:
     inference_batch_size: int = 2048
     optimiser: str = "adam"
     schedule: str = "one_cycle"
-    lr: float = 1e-3                   # the plateau and constant schedules' (starting) rate
+    lr: float = 1e-3                   # the starting rate of every schedule but one_cycle
     plateau_factor: float = 0.5
     plateau_patience: int = 4
     min_delta: float = 0.0
     start_as_best: bool = False
+    cosine_period: int = 5
+    gradient_clip: float | None = None
+    progress: bool = False
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 2:
@@ -116,6 +125,8 @@ class NetworkTraining:
         return y.clamp(*self.clip_targets) if self.clip_targets else y
 
     def optimiser_for(self, parameters) -> torch.optim.Optimizer:
+        if self.optimiser == "radam":
+            return torch.optim.RAdam(parameters, lr=self.lr, weight_decay=self.weight_decay)
         if self.optimiser == "adadelta":
             # Keras' defaults (rho 0.95, epsilon 1e-7), which the 2-heads ResNet was tuned with
             return torch.optim.Adadelta(parameters, lr=self.lr, rho=0.95, eps=1e-7, weight_decay=self.weight_decay)
@@ -128,12 +139,13 @@ class NetworkTraining:
         """The OneCycle schedule, planned for the batches `batches` yields; None for the other schedules."""
         if self.schedule != "one_cycle":
             return None
-        steps_per_epoch = max(1, n_rows // self.batch_size + (n_rows % self.batch_size > 1))
         return torch.optim.lr_scheduler.OneCycleLR(
             optimiser, max_lr=self.max_lr, div_factor=self.div_factor, pct_start=self.pct_start,
-            epochs=self.epochs, steps_per_epoch=steps_per_epoch)
+            epochs=self.epochs, steps_per_epoch=max(1, batches_per_epoch(n_rows, self.batch_size)))
 
     def per_epoch_schedule(self, optimiser):
+        if self.schedule == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=self.cosine_period, eta_min=0.0)
         if self.schedule != "plateau":
             return None
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -161,6 +173,11 @@ def prior_logits(soft_targets: torch.Tensor) -> torch.Tensor:
     return torch.log(rate / (1 - rate))
 
 
+def batches_per_epoch(n_rows: int, batch_size: int) -> int:
+    """How many batches `batches` yields."""
+    return n_rows // batch_size + (n_rows % batch_size > 1)
+
+
 def batches(n_rows: int, batch_size: int, generator: torch.Generator):
     """Shuffled index slices on the generator's device; a trailing batch of one row is dropped
     (BatchNorm cannot train on it)."""
@@ -172,10 +189,12 @@ def batches(n_rows: int, batch_size: int, generator: torch.Generator):
 
 
 def train_network(module: nn.Module, x_train, y_train, x_valid, y_valid, recipe: NetworkTraining,
-                  device: Device = CPU) -> list[dict]:
+                  device: Device = CPU, augment=None) -> list[dict]:
     """Train `module` in place on `device`, where it stays; it ends with the weights of its best
     validation epoch. Parameters that do not require gradients are left untouched (a frozen trunk).
-    Each history record says whether its epoch became the best (`improved`)."""
+    Each history record says whether its epoch became the best (`improved`). `augment(batch, x_train,
+    generator)`, if given, returns the batch a training step sees; its generator is seeded afresh each
+    epoch from one draw of torch's generator, so a run repeats exactly."""
     fabric = device.fabric()
     x, y_hard = fabric.to_device(as_tensor(x_train)), fabric.to_device(as_tensor(y_train))
     y = recipe.soft_targets(y_hard)
@@ -184,28 +203,36 @@ def train_network(module: nn.Module, x_train, y_train, x_valid, y_valid, recipe:
         xv, yv = fabric.to_device(as_tensor(x_valid)), fabric.to_device(as_tensor(y_valid))
     optimiser = recipe.optimiser_for([p for p in module.parameters() if p.requires_grad])
     schedule = recipe.per_batch_schedule(optimiser, len(x))
-    plateau = recipe.per_epoch_schedule(optimiser)
+    per_epoch = recipe.per_epoch_schedule(optimiser)
     loss_fn = nn.BCEWithLogitsLoss()
     # the data order comes from its own generator, seeded from torch's (seeded by the caller); it
     # draws on the device so the shuffled index never crosses the bus
     generator = torch.Generator(fabric.device).manual_seed(int(torch.randint(0, 2**31 - 1, (1,))))
+    noise, noise_seed = torch.Generator(fabric.device), int(torch.randint(0, 2**31 - 1, (1,)))
     model, optimiser = fabric.setup(module, optimiser)
+    bar = progress_bar(recipe, len(x)) if recipe.progress else None
     history, best_loss, best_state, since_best = [], math.inf, None, 0
     if has_valid and recipe.start_as_best:
         best_loss, best_state = evaluate(model, xv, yv, loss_fn, recipe.inference_batch_size), copy.deepcopy(module.state_dict())
     for epoch in range(recipe.epochs):
         model.train()
         total, seen = torch.zeros((), dtype=torch.float64, device=fabric.device), 0
+        noise.manual_seed(noise_seed + epoch)
         for index in batches(len(x), recipe.batch_size, generator):
             optimiser.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x[index]), y[index])
+            inputs = x[index] if augment is None else augment(x[index], x, noise)
+            loss = loss_fn(model(inputs), y[index])
             fabric.backward(loss)
+            if recipe.gradient_clip is not None:
+                fabric.clip_gradients(model, optimiser, max_norm=recipe.gradient_clip)
             optimiser.step()
             if schedule is not None and schedule.last_epoch + 1 < schedule.total_steps:
                 schedule.step()
             # summed on the device: a float() per batch would wait for the card every step
             total += loss.detach().double() * len(index)
             seen += len(index)
+            if bar is not None:
+                bar.update(1)
         record = {"epoch": epoch, "train_loss": float(total) / max(seen, 1), "lr": optimiser.param_groups[0]["lr"]}
         if has_valid:
             record["valid_loss"] = evaluate(model, xv, yv, loss_fn, recipe.inference_batch_size)
@@ -214,15 +241,42 @@ def train_network(module: nn.Module, x_train, y_train, x_valid, y_valid, recipe:
                 best_loss, best_state, since_best = record["valid_loss"], copy.deepcopy(module.state_dict()), 0
             else:
                 since_best += 1
-        if plateau is not None:
-            plateau.step(record.get("valid_loss", record["train_loss"]))
+        if isinstance(per_epoch, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            per_epoch.step(record.get("valid_loss", record["train_loss"]))
+        elif per_epoch is not None:
+            per_epoch.step()
         history.append(record)
         log.info("epoch %d: %s", epoch, {k: round(float(v), 6) for k, v in record.items() if k != "epoch"})
         if recipe.early_stopping is not None and since_best >= max(recipe.early_stopping, 1):
             break
+    if bar is not None:
+        bar.close()
     if best_state is not None:
         module.load_state_dict(best_state)
     return history
+
+
+def progress_bar(recipe: NetworkTraining, n_rows: int):
+    """A tqdm bar over every batch of the run, redrawn at most every 30 s as a line of the job's log."""
+    from tqdm import tqdm
+
+    return tqdm(total=recipe.epochs * batches_per_epoch(n_rows, recipe.batch_size), unit="batch", desc="training", file=LogStream(log),
+                mininterval=30, ascii=True, dynamic_ncols=False, ncols=100)
+
+
+class LogStream:
+    """A text stream whose every non-empty write becomes one INFO record (tqdm's redraws included)."""
+
+    def __init__(self, logger: logging.Logger):
+        self.logger = logger
+
+    def write(self, text: str) -> None:
+        text = text.strip("\r\n ")
+        if text:
+            self.logger.info(text)
+
+    def flush(self) -> None:
+        pass
 
 
 @torch.no_grad()

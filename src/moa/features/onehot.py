@@ -53,14 +53,21 @@ class CategoricalOneHot(_CategoricalEncoder):
 class CategoricalCodes(_CategoricalEncoder):
     """The position of each value in its fixed category list, as float32 column
     `{column}_code`: cp_time 24, 48, 72 -> 0, 1, 2 and cp_dose D1, D2 -> 0, 1 (TabNet's
-    categorical inputs)."""
+    categorical inputs). With `unit`, divided by the number of categories less one, so that
+    every code lies in [0, 1]: cp_time 0, 0.5, 1 (the DeepInsight CNNs' encoding)."""
+
+    def __init__(self, columns: tuple[str, ...] = (CP_TIME, CP_DOSE), unit: bool = False) -> None:
+        super().__init__(columns)
+        self.unit = unit
 
     def _names(self) -> list[str]:
         return [f"{column}_code" for column in self.columns]
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         self._check_input(X)
-        return self._output(X, np.column_stack([category_codes(X, column) for column in self.columns]))
+        codes = [category_codes(X, column) / (len(CATEGORIES[column]) - 1 if self.unit else 1)
+                 for column in self.columns]
+        return self._output(X, np.column_stack(codes))
 
 
 def category_codes(X: pd.DataFrame, column: str) -> np.ndarray:

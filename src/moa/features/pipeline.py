@@ -1,7 +1,8 @@
 """A named feature set: an ordered list of fitted steps, each on a column group, built from config.
 
 A step reads a column group (its `columns`) of the current table (``genes``, ``cells``, ``genes+cells``,
-``numeric`` = every non-categorical column so far, or ``categorical`` = cp_time and cp_dose) and
+``numeric`` = every non-categorical column so far, ``categorical`` = cp_time and cp_dose, or
+``treatment`` = cp_type, cp_time and cp_dose) and
 either *replaces* those columns with its output (quantile, variance_threshold, onehot, codes) or
 *appends* its output (pca, factor_analysis, umap, kmeans, row_stats). Columns are always found by
 name, never by position. Each unsupervised step fits on the rows its ``fit_on`` names: ``train``
@@ -39,7 +40,8 @@ OPERATIONS = {
     "codes": (CategoricalCodes, "replace", "categorical", None),
 }
 LABEL_OPERATIONS = {"ttest_selection"}
-GROUPS = ("genes", "cells", "genes+cells", "numeric", "categorical")
+GROUPS = ("genes", "cells", "genes+cells", "numeric", "categorical", "treatment")
+CATEGORICAL_GROUPS = {"categorical": (schema.CP_TIME, schema.CP_DOSE), "treatment": schema.CATEGORICAL}
 FIT_SCOPES = ("train", "train+test")
 STEP_KEYS = {"op", "columns", "fit_on"}
 
@@ -52,8 +54,8 @@ def columns_of(group: str, columns) -> list[str]:
         return [c for c in columns if c.startswith(schema.CELL_PREFIX)]
     if group == "genes+cells":
         return schema.numeric_columns(columns)
-    if group == "categorical":
-        return [c for c in columns if c in (schema.CP_TIME, schema.CP_DOSE)]
+    if group in CATEGORICAL_GROUPS:
+        return [c for c in columns if c in CATEGORICAL_GROUPS[group]]
     if group == "numeric":
         return [c for c in columns if c not in (schema.ID, *schema.CATEGORICAL)]
     raise ValueError(f"unknown column group {group!r}; known: {', '.join(GROUPS)}")
@@ -90,6 +92,10 @@ def build_step(spec: dict, default_fit_on: str, where: str) -> Step:
     if fit_on not in FIT_SCOPES:
         raise ValueError(f"{where}: fit_on must be one of {', '.join(FIT_SCOPES)}, got {fit_on!r}")
     params = {k: v for k, v in spec.items() if k not in STEP_KEYS}
+    if op in ("onehot", "codes"):
+        if on not in CATEGORICAL_GROUPS:
+            raise ValueError(f"{where}: {op} encodes {' or '.join(CATEGORICAL_GROUPS)} columns, not {on!r}")
+        params["columns"] = CATEGORICAL_GROUPS[on]
     if short is not None:
         params.setdefault("prefix", f"{short}_{on.replace('genes+cells', 'gc').replace('genes', 'g').replace('cells', 'c')}")
     try:
