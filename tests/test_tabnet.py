@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from pytorch_tabnet.tab_network import EmbeddingGenerator
 
 from moa import jobs, metrics, models
-from moa.models.tabnet import TabNetModel
+from moa.models.tabnet import TabNetModel, VectorisedEmbeddings
 
 TINY = {"n_d": 8, "n_a": 8, "epochs": 30, "patience": 10, "batch_size": 256, "virtual_batch_size": 64}
 NAMES = ["cp_time_code", "cp_dose_code"] + [f"g-{i}" for i in range(28)]
@@ -113,3 +114,20 @@ def test_output_bias_prior_starts_each_logit_at_the_smoothed_training_rate(train
     reloaded.load_state_dict(torch.load(tmp_path / "model.pt"))
     np.testing.assert_array_equal(reloaded.predict(x), model.predict(x))
     assert trained[0].regressor.network.tabnet.final_mapping.bias is None  # the write-up's default: no bias
+
+
+@pytest.mark.parametrize("idxs, dims, widths", [([7, 2], [3, 2], [1, 1]), ([9, 3], [3, 2], [2, 3]), ([], [], [])])
+def test_vectorised_embeddings_equal_pytorch_tabnets(idxs, dims, widths):
+    group = torch.eye(12)
+    group[0, 5] = 0.3
+    torch.manual_seed(0)
+    reference = EmbeddingGenerator(12, dims, idxs, widths, group)
+    torch.manual_seed(0)
+    fast = VectorisedEmbeddings(12, dims, idxs, widths, group)
+    x = torch.randn(64, 12)
+    for column, n in zip(sorted(idxs), dims):  # pytorch-tabnet pairs dims with the columns in column order
+        x[:, column] = torch.randint(0, n, (64,)).float()
+    assert fast.post_embed_dim == reference.post_embed_dim
+    torch.testing.assert_close(fast.embedding_group_matrix, reference.embedding_group_matrix, rtol=0, atol=0)
+    torch.testing.assert_close(fast(x), reference(x), rtol=0, atol=0)
+    assert fast.state_dict().keys() == reference.state_dict().keys()
