@@ -26,6 +26,7 @@ include: "rules/collect.smk"
 include: "rules/blend.smk"
 include: "rules/report.smk"
 include: "rules/predict.smk"
+include: "rules/check.smk"
 
 
 # cheap aggregation steps run where snakemake runs, not as cluster jobs
@@ -42,6 +43,7 @@ localrules:
     ablation,
     learning_curves,
     report_summary,
+    check_outputs,
 
 
 rule all:
@@ -51,6 +53,7 @@ rule all:
         expand("results/report/learning_curves/{model}.png", model=config["models"]),
         "results/report/correlation_oof.png",
         expand("results/models/{model}/recipe.json", model=config["models"]),
+        "results/checks/outputs.json",
     default_target: True
 
 

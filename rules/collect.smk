@@ -9,6 +9,7 @@ rule collect:
         score="results/models/{model}/score.json",
     params:
         seeds=lambda wc: [s for s in model_config(wc.model)["seeds"] for _ in fold_ids(wc.model)],
+        scored=lambda wc: model_config(wc.model).get("targets", "scored") == "scored",
     log:
         "results/logs/collect/{model}.log",
     benchmark:

@@ -302,3 +302,35 @@ def prediction_inputs(wildcards):
             inputs["artefacts"] += [f"results/models/{s}/oof.parquet" for s in m["meta"]]
             inputs["artefacts"].append(f"results/folds/{m['cv']}/seed{m['seeds'][0]}.parquet")
     return inputs
+
+
+def output_check_models():
+    """What the output check reads per model: its collected predictions, the rows of its CV scheme (every
+    seed of a scheme holds the same rows) and which targets it learns."""
+    return {
+        name: {
+            "oof": f"results/models/{name}/oof.parquet",
+            "test": f"results/models/{name}/test.parquet",
+            "folds": f"results/folds/{m['cv']}/seed{m['seeds'][0]}.parquet",
+            "targets": m.get("targets", "scored"),
+        }
+        for name, m in config["models"].items()
+    }
+
+
+def output_check_blends():
+    return {name: {part: f"results/blend/{name}/{part}.parquet" for part in ("oof", "test")} for name in config["blends"]}
+
+
+def output_check_inputs(wildcards):
+    files = [p for paths in (*output_check_models().values(), *output_check_blends().values())
+             for key, p in paths.items() if key != "targets"]
+    return {
+        "predictions": sorted(set(files)),
+        "submission": "results/submission.csv",
+        "train_features": f"{DATA}/train_features.parquet",
+        "test_features": f"{DATA}/test_features.parquet",
+        "scored": f"{DATA}/train_targets_scored.parquet",
+        "nonscored": f"{DATA}/train_targets_nonscored.parquet",
+        "sample_submission": f"{DATA}/sample_submission.parquet",
+    }

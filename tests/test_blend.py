@@ -64,6 +64,16 @@ def test_fixed_weights_refuse_a_nan_weight():
 
 # --- apply_weights -------------------------------------------------------------------------------
 
+def test_a_member_that_also_predicts_the_controls_blends_on_the_treated_rows():
+    features = pd.DataFrame({"sig_id": [sig(i) for i in (1, 2, 3, 4)], "cp_type": [TREATED, TREATED, TREATED, CONTROL]})
+    tables = {**members(), "m3": table({1: (0.4, 0.0), 2: (0.8, 0.4), 3: (0.2, 0.2), 4: (0.9, 0.9)})}
+    with pytest.raises(ValueError, match=r"'m3' does not cover the same rows as 'm1' \(row id_000000004\)"):
+        blend.apply_weights(tables, {"m1": 0.25, "m2": 0.75, "m3": 0.0})
+    blended = blend.apply_weights(blend.on_treated_rows(tables, features), {"m1": 0.25, "m2": 0.75, "m3": 0.0})
+    assert blended["sig_id"].tolist() == [sig(1), sig(2), sig(3)]
+    np.testing.assert_allclose(blended[["a", "b"]].to_numpy(), EXPECTED, rtol=1e-6)
+
+
 def test_apply_weights_is_the_weighted_sum():
     blended = blend.apply_weights(members(), {"m1": 0.25, "m2": 0.75})
 

@@ -137,7 +137,7 @@ def scoring_tables():
 def test_score_puts_missing_control_rows_at_zero_and_ignores_unpredicted_columns():
     targets, features, predictions = scoring_tables()
 
-    result = collect.score(predictions, targets, features)
+    result = collect.score(predictions, targets, features, all_targets=False)
 
     truth = targets[["a", "b"]].to_numpy(float)
     pred_all = np.array([[0.8, 0.1], [0, 0], [0.1, 0.9], [0.6, 0.3], [0, 0], [0.2, 0.7]])
@@ -149,18 +149,26 @@ def test_score_puts_missing_control_rows_at_zero_and_ignores_unpredicted_columns
     assert result["all_rows"] == pytest.approx(result["treated_rows"] * 4 / 6, rel=1e-9)
 
 
+def test_score_refuses_predictions_that_lack_a_target_or_have_an_unknown_one():
+    targets, features, predictions = scoring_tables()
+    with pytest.raises(ValueError, match=r"predictions lack target 'unused' \(1 of 3 targets missing\)"):
+        collect.score(predictions, targets, features)
+    with pytest.raises(ValueError, match="predictions have column 'c', which is not a target"):
+        collect.score(predictions.assign(c=0.5), targets, features, all_targets=False)
+
+
 def test_score_treats_predicted_control_rows_as_zero():
     targets, features, predictions = scoring_tables()
     with_controls = pd.concat([predictions, table({2: (0.9, 0.9), 5: (0.5, 0.5)})], ignore_index=True)
 
-    assert collect.score(with_controls, targets, features) == collect.score(predictions, targets, features)
+    assert collect.score(with_controls, targets, features, all_targets=False) == collect.score(predictions, targets, features, all_targets=False)
 
 
 def test_score_refuses_a_missing_treated_row():
     targets, features, predictions = scoring_tables()
 
     with pytest.raises(ValueError, match=sig(4)):
-        collect.score(predictions[predictions["sig_id"] != sig(4)], targets, features)
+        collect.score(predictions[predictions["sig_id"] != sig(4)], targets, features, all_targets=False)
 
 
 def test_score_all_scores_test_only_when_its_truth_is_given(tmp_path):
@@ -170,14 +178,14 @@ def test_score_all_scores_test_only_when_its_truth_is_given(tmp_path):
     features.to_parquet(paths["train_features"], index=False)
     test_pred = table({6: (0.5, 0.5), 1: (0.5, 0.5), 4: (0.5, 0.5), 3: (0.5, 0.5)})
 
-    oof_only = collect.score_all(predictions, test_pred, paths)
+    oof_only = collect.score_all(predictions, test_pred, paths, all_targets=False)
 
     assert set(oof_only) == {"oof"}
-    assert oof_only["oof"] == collect.score(predictions, targets, features)
+    assert oof_only["oof"] == collect.score(predictions, targets, features, all_targets=False)
 
     paths["test_truth"] = paths["targets"]
     paths["test_features"] = paths["train_features"]
-    both = collect.score_all(predictions, test_pred, paths)
+    both = collect.score_all(predictions, test_pred, paths, all_targets=False)
 
     assert set(both) == {"oof", "test"}
     assert both["test"]["treated_rows"] == pytest.approx(np.log(2), rel=1e-9)
@@ -199,7 +207,7 @@ def test_score_all_scores_known_and_new_drug_test_rows_on_their_own_rows(tmp_pat
     paths = paths_with_test_split(tmp_path, targets, features,
                                   pd.DataFrame({"sig_id": targets["sig_id"], "drug_id": "d", "split": split}))
 
-    result = collect.score_all(predictions, predictions, paths)
+    result = collect.score_all(predictions, predictions, paths, all_targets=False)
 
     truth, pred = targets[["a", "b"]].to_numpy(float), np.array([[0.8, 0.1], [0.1, 0.9], [0.6, 0.3], [0.2, 0.7]])
     known, new = [0, 2], [1, 3]   # positions of rows 1, 4 and 3, 6 in `pred`
@@ -207,7 +215,7 @@ def test_score_all_scores_known_and_new_drug_test_rows_on_their_own_rows(tmp_pat
         metrics.log_loss(truth[[0, 3]], pred[known]), rel=1e-12)
     assert result["test_new"]["treated_rows"] == pytest.approx(metrics.log_loss(truth[[2, 5]], pred[new]), rel=1e-12)
     assert (result["test_known"]["n_treated"], result["test_new"]["n_treated"]) == (2, 2)
-    assert result["test"] == collect.score(predictions, targets, features)
+    assert result["test"] == collect.score(predictions, targets, features, all_targets=False)
 
 
 def test_score_all_refuses_a_test_row_missing_from_the_split(tmp_path):
@@ -216,4 +224,4 @@ def test_score_all_refuses_a_test_row_missing_from_the_split(tmp_path):
                                   pd.DataFrame({"sig_id": targets["sig_id"][1:], "split": "new"}))
 
     with pytest.raises(ValueError, match=f"test row '{sig(1)}' is not in the test split table"):
-        collect.score_all(predictions, predictions, paths)
+        collect.score_all(predictions, predictions, paths, all_targets=False)

@@ -175,7 +175,7 @@ def test_searched_blend_beats_its_members_and_optuna_agrees_with_slsqp_on_real_o
     record = json.loads((results / "blend" / "searched" / "weights.json").read_text())
     assert record["method"] == "slsqp"
     weights = record["weights"]
-    assert list(weights) == sorted(["prior", "linear", "stage3"])
+    assert list(weights) == sorted(["prior", "linear", "stage3", "cnn"])
     assert sum(weights.values()) == pytest.approx(1.0) and min(weights.values()) >= 0
     assert record["oof_treated"] <= min(record["members_oof_treated"].values()) + 1e-12
     problem = blend.blend_problem(
@@ -192,7 +192,7 @@ def test_searched_blend_beats_its_members_and_optuna_agrees_with_slsqp_on_real_o
 def test_report_tables_and_figures_are_written(run):
     report = run / "results" / "report"
     members = pd.read_csv(report / "members.csv", index_col=[0, 1]).loc["searched"]
-    assert list(members.index) == ["prior", "linear", "stage3", "oracle (Bayes floor)"]
+    assert list(members.index) == ["prior", "linear", "stage3", "cnn", "oracle (Bayes floor)"]
     assert members["weight"].sum() == pytest.approx(1.0)
     assert 0 <= members.loc["oracle (Bayes floor)", "oof_treated"] < members.loc["prior", "oof_treated"]
     fixed = pd.read_csv(report / "members.csv", index_col=[0, 1]).loc["fixed"]
@@ -200,13 +200,13 @@ def test_report_tables_and_figures_are_written(run):
     scores = pd.read_csv(report / "scores.csv", index_col=0)
     assert {"searched", "fixed"} <= set(scores.index) and "test_new gap closed" in scores
     ablation = pd.read_csv(report / "ablation" / "searched.csv", index_col=0)
-    assert list(ablation.index) == ["prior", "linear", "stage3"]
+    assert list(ablation.index) == ["prior", "linear", "stage3", "cnn"]
     assert {"oof loss added", "test loss added"} <= set(ablation.columns)
     correlation = pd.read_csv(report / "correlation_oof.csv", index_col=0)
     assert correlation.loc["linear", "linear"] == 1.0
     assert correlation.loc["linear", "stage3"] == correlation.loc["stage3", "linear"]
     for name in ["correlation_oof.png", "correlation_test.png", "scores.png",
-                 *[f"learning_curves/{m}.png" for m in ["prior", "linear", "stage1", "stage2", "stage3", "prior_new"]]]:
+                 *[f"learning_curves/{m}.png" for m in ["prior", "linear", "stage1", "stage2", "stage3", "cnn", "prior_new"]]]:
         assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     summary = (report / "summary.md").read_text()
     assert "## Blend searched: members and weights (slsqp)" in summary
@@ -297,3 +297,29 @@ def test_a_two_heads_fold_pretrains_on_the_nonscored_targets_in_the_workflow(tmp
     folds = pd.read_parquet(tmp_path / "results" / "folds" / "kfold" / "seed23.parquet")
     oof = pd.read_parquet(tmp_path / job / "oof.parquet")
     assert oof["sig_id"].tolist() == folds.loc[folds["fold"] == 1, "sig_id"].tolist()
+
+
+def test_a_deepinsight_fold_trains_with_the_controls_on_rendered_rows_in_the_workflow(tmp_path):
+    tiny = {"backbone": "resnest", "resolution": 8, "epochs": 2, "batch_size": 64, "feature_map": {"max_iter": 250},
+            "backbone_args": {"layers": [1, 1, 1, 1], "base_width": 8, "stem_width": 8, "cardinality": 1}}
+    config = write_config(
+        tmp_path / "deepinsight.yaml",
+        cv={"controls": {"kind": "multilabel_stratified", "n_folds": 3, "include_controls": True}},
+        feature_sets={"deepinsight": {"steps": [{"op": "codes", "columns": "treatment", "unit": True}]}},
+        models={"cnn": {"arch": "deepinsight", "features": "deepinsight", "cv": "controls", "seeds": [4],
+                        "params": tiny}},
+        blends={"only": {"members": ["cnn"], "method": "fixed", "weights": {"cnn": 1}}})
+    job = "results/models/cnn/seed4/fold2"
+    snakemake(tmp_path, config, f"{job}/oof.parquet")
+    state = torch.load(tmp_path / job / "model.pt", weights_only=True)
+    assert state["shape"].tolist() == [875, 206], "three treatment codes, raw genes and cells in"
+    assert state["module"]["render.pixels"].shape == (875,) and int(state["module"]["render.pixels"].max()) < 64
+    features = pd.read_parquet(tmp_path / "results" / "data" / "train_features.parquet")
+    oof = pd.read_parquet(tmp_path / job / "oof.parquet")
+    controls = set(features.loc[features["cp_type"] == "ctl_vehicle", "sig_id"])
+    assert controls & set(oof["sig_id"]), "the control rows are trained on and predicted"
+    test = pd.read_parquet(tmp_path / job / "test.parquet").set_index("sig_id")
+    test_features = pd.read_parquet(tmp_path / "results" / "data" / "test_features.parquet").set_index("sig_id")
+    assert (test[test_features["cp_type"] == "ctl_vehicle"] == 0).all().all()
+    log = (tmp_path / "results" / "logs" / "train" / "cnn" / "seed4" / "fold2.log").read_text()
+    assert "feature map: 875 features on" in log and "training: 100%" in log

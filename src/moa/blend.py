@@ -225,6 +225,13 @@ def apply_weights(tables: dict[str, pd.DataFrame], weights: dict[str, float]) ->
     return blended.astype("float32").reset_index()
 
 
+def on_treated_rows(tables: dict[str, pd.DataFrame], features: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Each member's rows of treated samples: the OOF every member has, whether or not its CV scheme
+    trained on the controls too (the DeepInsight CNNs' does)."""
+    treated = schema.treated_ids(features)
+    return {name: table[table[schema.ID].isin(treated)] for name, table in tables.items()}
+
+
 def zero_controls(predictions: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
     controls = set(features.loc[features[schema.CP_TYPE] == schema.CONTROL, schema.ID])
     out = predictions.copy()

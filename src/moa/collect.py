@@ -46,31 +46,41 @@ def group_by_seed(paths_with_seed) -> dict[int, list[pd.DataFrame]]:
     return dict(grouped)
 
 
-def score(predictions: pd.DataFrame, targets: pd.DataFrame, features: pd.DataFrame) -> dict:
-    """Competition metric over all rows of `targets` (missing and control rows at 0) and treated rows."""
+def score(predictions: pd.DataFrame, targets: pd.DataFrame, features: pd.DataFrame, all_targets: bool = True) -> dict:
+    """Competition metric over all rows of `targets` (missing and control rows at 0) and treated rows, on
+    every target of `targets` (a prediction lacking one is refused), or with `all_targets` false on the
+    targets the predictions have (a non-scored stage learns only the targets with a positive)."""
     names = [c for c in predictions.columns if c != schema.ID]
+    known = set(targets.columns)
+    unknown = [c for c in names if c not in known]
+    if unknown:
+        raise ValueError(f"predictions have column {unknown[0]!r}, which is not a target")
+    missing = [c for c in targets.columns if c != schema.ID and c not in set(names)]
+    if all_targets and missing:
+        raise ValueError(f"predictions lack target {missing[0]!r} ({len(missing)} of {len(targets.columns) - 1} "
+                         "targets missing): a model is scored on every scored target")
     cp_type = features.set_index(schema.ID)[schema.CP_TYPE]
     return metrics.score_predictions(targets[[schema.ID, *names]], predictions, cp_type)
 
 
-def score_all(oof: pd.DataFrame, test: pd.DataFrame, paths) -> dict:
+def score_all(oof: pd.DataFrame, test: pd.DataFrame, paths, all_targets: bool = True) -> dict:
     """OOF score on train; test scores too when the held-out truth (synthetic data) is among `paths`: on all
     test rows, and, given the test split, on the rows of each kind of test drug (`test_known`, `test_new`)."""
     read = pd.read_parquet
-    result = {"oof": score(oof, read(paths["targets"]), read(paths["train_features"]))}
+    result = {"oof": score(oof, read(paths["targets"]), read(paths["train_features"]), all_targets)}
     if "test_truth" in paths.keys():
         truth, features = read(paths["test_truth"]), read(paths["test_features"])
-        result["test"] = score(test, truth, features)
+        result["test"] = score(test, truth, features, all_targets)
         if "test_split" in paths.keys():
-            result.update(score_test_splits(test, truth, features, read(paths["test_split"])))
+            result.update(score_test_splits(test, truth, features, read(paths["test_split"]), all_targets))
     return result
 
 
 def score_test_splits(test: pd.DataFrame, truth: pd.DataFrame, features: pd.DataFrame,
-                      split: pd.DataFrame) -> dict:
+                      split: pd.DataFrame, all_targets: bool = True) -> dict:
     """Scores on the test rows of each split other than controls (whose truth is trivially 0)."""
     kind = truth[schema.ID].map(split.set_index(schema.ID)[synth.SPLIT])
     if kind.isna().any():
         raise ValueError(f"test row {truth[schema.ID][kind.isna()].iloc[0]!r} is not in the test split table")
-    return {f"test_{name}": score(test, truth[(kind == name).to_numpy()], features)
+    return {f"test_{name}": score(test, truth[(kind == name).to_numpy()], features, all_targets)
             for name in (synth.KNOWN_SPLIT, synth.NEW_SPLIT) if (kind == name).any()}

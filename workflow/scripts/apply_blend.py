@@ -3,7 +3,8 @@ from moa import blend, collect, io, logs
 log = logs.to_file(snakemake.log[0])
 weights = io.read_json(snakemake.input.weights)["weights"]
 members = snakemake.params.members
-oof = blend.apply_weights(dict(zip(members, map(io.read_parquet, snakemake.input.oof))), weights)
+member_oof = dict(zip(members, map(io.read_parquet, snakemake.input.oof)))
+oof = blend.apply_weights(blend.on_treated_rows(member_oof, io.read_parquet(snakemake.input.train_features)), weights)
 test = blend.apply_weights(dict(zip(members, map(io.read_parquet, snakemake.input.test))), weights)
 test = blend.zero_controls(test, io.read_parquet(snakemake.input.test_features))
 score = collect.score_all(oof, test, snakemake.input)

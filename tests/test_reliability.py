@@ -1,0 +1,88 @@
+"""A run survives being killed, and its results do not depend on how it was run.
+
+The tiny workflow (config/test.yaml, every model family the tiny config has, stacking and both blends)
+is run a second time from scratch, on one core instead of two, and SIGKILLed (the whole snakemake
+process group) while a training job runs; restarted as a user would (`--unlock`, then the same
+command), it completes without redoing finished jobs, and every collected OOF and test table, every
+blend and the submission equal the first run's byte for byte.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from workflow_runs import REPO, SNAKEMAKE, job_counts
+
+pytestmark = pytest.mark.slow
+
+
+def command(workdir: Path, *args: str) -> list[str]:
+    return [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "1", *args,
+            "--configfile", str(REPO / "config" / "test.yaml")]
+
+
+def finished_train_jobs(workdir: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in (workdir / "results" / "models").glob("*/seed*/fold*/metrics.json")}
+
+
+def running_train_job(workdir: Path, finished: dict) -> bool:
+    """A train job has started (its log exists) and not finished (no metrics.json yet)."""
+    for log in (workdir / "results" / "logs" / "train").glob("*/seed*/fold*.log"):
+        model, seed, fold = log.parts[-3], log.parts[-2], log.stem
+        if workdir / "results" / "models" / model / seed / fold / "metrics.json" not in finished:
+            return True
+    return False
+
+
+def kill_during_training(workdir: Path, after_finished: int, timeout: float = 600) -> dict[Path, int]:
+    """Start the run and SIGKILL its process group once `after_finished` train jobs are done and another
+    one is running; returns the finished jobs' metrics.json modification times."""
+    process = subprocess.Popen(command(workdir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            finished = finished_train_jobs(workdir)
+            if len(finished) >= after_finished and running_train_job(workdir, finished):
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                return finished_train_jobs(workdir)
+            if process.poll() is not None:
+                raise AssertionError("the run ended before it could be killed")
+            time.sleep(0.2)
+        raise AssertionError("no training job was running in time")
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def compared_files(results: Path) -> list[Path]:
+    files = [*results.glob("models/*/oof.parquet"), *results.glob("models/*/test.parquet"),
+             *results.glob("blend/*/oof.parquet"), *results.glob("blend/*/test.parquet"), results / "submission.csv"]
+    return sorted(p.relative_to(results) for p in files)
+
+
+def test_a_killed_run_resumes_without_redoing_work_and_equals_an_uninterrupted_one(run, tmp_path):
+    finished = kill_during_training(tmp_path, after_finished=4)
+    assert len(finished) >= 4
+    assert not (tmp_path / "results" / "submission.csv").exists()
+    subprocess.run(command(tmp_path, "--unlock"), check=True, capture_output=True)
+    resumed = subprocess.run(command(tmp_path), capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for metrics, mtime in finished.items():
+        assert metrics.stat().st_mtime_ns == mtime, f"{metrics} was redone"
+    # the restart trains what was not finished, the interrupted job included, and nothing else
+    assert job_counts(resumed)["train"] == len(finished_train_jobs(tmp_path)) - len(finished)
+    config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    expected = compared_files(run / "results")
+    assert compared_files(tmp_path / "results") == expected
+    assert len(expected) == 2 * len(config["models"]) + 2 * len(config["blends"]) + 1
+    differ = [str(p) for p in expected if (tmp_path / "results" / p).read_bytes() != (run / "results" / p).read_bytes()]
+    assert not differ, f"not byte-identical to the uninterrupted --cores 2 run: {differ}"
