@@ -50,6 +50,8 @@ bench: install
 	$(BIN)/python bench/dag.py
 	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/predict.py
+	$(BIN)/python bench/deepinsight.py
+	$(BIN)/python bench/leakage.py
 
 clean:
 	rm -rf results .snakemake

@@ -51,6 +51,7 @@ rule import_data:
     params:
         src_dir=lambda wildcards, input: os.path.dirname(input[0]) if input else raw_dir(),
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
+        permute_labels=config["data"].get("permute_labels"),
     log:
         "results/logs/import_data.log",
     benchmark:

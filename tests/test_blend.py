@@ -250,3 +250,40 @@ def test_ablation_table_reports_the_loss_each_member_adds_on_oof_and_test():
     assert table.loc["m1", "oof loss added"] > table.loc["m0", "oof loss added"] > 0
     without_m1 = blend.ablation_weights(problem, weights, "slsqp")["m1"]
     assert table.loc["m1", "test_treated"] == pytest.approx(test_problem.loss(test_problem.weight_vector(without_m1)))
+
+
+# --- cross-validated blend loss ------------------------------------------------------------------
+
+def noise_problem(seed=0, n=3000):
+    """Truth independent of every member: the prior and two members that are the prior plus noise."""
+    rng = np.random.default_rng(seed)
+    truth = (rng.random((n, 4)) < 0.1).astype(float)
+    prior = np.full((n, 4), 0.1)
+    noisy = [np.clip(prior + rng.normal(0, 0.03, (n, 4)), 0.01, 0.99) for _ in range(2)]
+    return blend.BlendProblem(["prior", "noise1", "noise2"], np.stack([prior, *noisy]), truth)
+
+
+def test_the_cross_validated_loss_of_a_search_on_noise_is_above_its_in_sample_loss():
+    problem = noise_problem()
+    settings = {"method": "slsqp", "n_starts": 2, "seed": 0}
+    in_sample = problem.loss(problem.weight_vector(blend.weights_for(problem, settings)))
+    cross_validated = blend.cross_validated_loss(problem, settings)
+    assert in_sample < problem.loss([1, 0, 0]), "searched on the rows it is scored on, noise looks useful"
+    assert cross_validated > in_sample
+    assert cross_validated == blend.cross_validated_loss(problem, settings), "seeded: the same split each time"
+
+
+def test_the_cross_validated_loss_of_a_fixed_blend_is_its_in_sample_loss():
+    problem = noise_problem()
+    settings = {"method": "fixed", "weights": {"prior": 1, "noise1": 1, "noise2": 2}}
+    assert blend.cross_validated_loss(problem, settings) == problem.loss([0.25, 0.25, 0.5])
+
+
+def test_the_cross_validated_loss_of_an_informative_member_stays_near_its_in_sample_loss():
+    problem = noise_problem()
+    informative = np.clip(0.05 + 0.6 * problem.truth, 0, 1)
+    problem = blend.BlendProblem([*problem.members, "informative"],
+                                 np.concatenate([problem.predictions, informative[None]]), problem.truth)
+    settings = {"method": "slsqp", "n_starts": 2, "seed": 0}
+    in_sample = problem.loss(problem.weight_vector(blend.weights_for(problem, settings)))
+    assert blend.cross_validated_loss(problem, settings) == pytest.approx(in_sample, rel=0.01)

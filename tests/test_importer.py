@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moa.importer import RawDataWarning, import_raw
+from moa.importer import RawDataWarning, import_raw, permuted_labels
 from moa.schema import DataError
 
 # Deliberately unsorted, so that the tests see the importer sort them.
@@ -467,3 +467,22 @@ def test_failed_import_leaves_old_outputs_untouched(tmp_path, tables, mutate):
 
     assert list(out_dir.iterdir()) == [old]
     assert old.read_bytes() == b"old output"
+
+
+def test_permuted_labels_move_whole_label_rows_among_treated_rows_only():
+    ids = [f"id_{i}" for i in range(8)]
+    features = pd.DataFrame({"sig_id": ids, "cp_type": ["trt_cp"] * 3 + ["ctl_vehicle"] + ["trt_cp"] * 4})
+    # each treated row's labels encode its number; the targets' row order differs from the features'
+    scored = pd.DataFrame({"sig_id": ids, "a": [1, 0, 1, 0, 0, 1, 1, 0], "b": [0, 1, 1, 0, 0, 0, 1, 1]}).iloc[::-1]
+    nonscored = pd.DataFrame({"sig_id": ids, "n0": [0, 1, 0, 0, 0, 1, 0, 1], "n1": [0, 0, 1, 0, 1, 1, 0, 0]})
+    new_scored, new_nonscored = permuted_labels(features, scored, nonscored, seed=3)
+    assert new_scored["sig_id"].tolist() == scored["sig_id"].tolist(), "row order kept"
+    before = scored.merge(nonscored, on="sig_id").set_index("sig_id")
+    after = new_scored.merge(new_nonscored, on="sig_id").set_index("sig_id")
+    assert after.loc["id_3"].tolist() == [0, 0, 0, 0], "the control keeps its zero labels"
+    treated = [i for i in ids if i != "id_3"]
+    rows = lambda table: sorted(map(tuple, table.loc[treated].to_numpy()))  # noqa: E731
+    assert rows(after) == rows(before), "the same label rows, scored and non-scored together"
+    assert not after.loc[treated].equals(before.loc[treated])
+    again = permuted_labels(features, scored, nonscored, seed=3)
+    assert again[0].equals(new_scored) and again[1].equals(new_nonscored)

@@ -1,13 +1,15 @@
-"""A run survives being killed, and its results do not depend on how it was run.
+"""A run survives being killed, its results do not depend on how it was run, and its CV cannot be fooled.
 
 The tiny workflow (config/test.yaml, every model family the tiny config has, stacking and both blends)
 is run a second time from scratch, on one core instead of two, and SIGKILLed (the whole snakemake
 process group) while a training job runs; restarted as a user would (`--unlock`, then the same
 command), it completes without redoing finished jobs, and every collected OOF and test table, every
-blend and the submission equal the first run's byte for byte.
+blend and the submission equal the first run's byte for byte. And on labels permuted among the treated
+rows, no model, stacking stage or blend beats the prior.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workflow_runs import REPO, SNAKEMAKE, job_counts
+from workflow_runs import REPO, SNAKEMAKE, job_counts, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -86,3 +88,41 @@ def test_a_killed_run_resumes_without_redoing_work_and_equals_an_uninterrupted_o
     assert len(expected) == 2 * len(config["models"]) + 2 * len(config["blends"]) + 1
     differ = [str(p) for p in expected if (tmp_path / "results" / p).read_bytes() != (run / "results" / p).read_bytes()]
     assert not differ, f"not byte-identical to the uninterrupted --cores 2 run: {differ}"
+
+
+LEAKAGE_TOLERANCE = 0.01
+
+
+def test_on_permuted_labels_no_model_or_blend_beats_the_prior(tmp_path):
+    """Labels shuffled among the treated rows leave nothing to learn: a model whose OOF beats the prior's
+    by more than LEAKAGE_TOLERANCE (1%) saw validation labels somewhere (features, meta-features, early
+    stopping, the blend search). Why 1%: choosing the best epoch or the blend weights on the scored rows
+    themselves is worth a little, and on this data that little stays under 0.3% (bench/leakage.py);
+    the leaks of spec §15 are worth far more."""
+    config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    config["data"]["permute_labels"] = 0
+    tiny_phases = {name: {"epochs": 2} for name in ("pretrain", "transfer", "frozen", "unfrozen")}
+    config["feature_sets"]["small_codes"] = {**config["feature_sets"]["small"]}
+    config["feature_sets"]["small_codes"]["steps"] = [*config["feature_sets"]["small"]["steps"][:-1], {"op": "codes"}]
+    config["models"].update({
+        "tabnet": {"arch": "tabnet", "features": "small_codes", "meta": ["stage1"], "cv": "old", "seeds": [0],
+                   "params": {"n_d": 8, "n_a": 8, "epochs": 3, "patience": 2, "batch_size": 128,
+                              "virtual_batch_size": 64, "output_bias": "prior"}},
+        "two_heads": {"arch": "two_heads", "pretrain_targets": "nonscored", "cv": "old", "seeds": [0],
+                      "params": {"n_gene_components": 2, "n_cell_components": 3, "last_width": 16,
+                                 "fine_tune_rounds": 1, "output_bias": "prior", "phases": tiny_phases}},
+    })
+    config["blends"]["searched"]["members"] += ["tabnet", "two_heads"]
+    path = tmp_path / "permuted.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    snakemake(tmp_path, path)
+    results = tmp_path / "results"
+    prior = json.loads((results / "models" / "prior" / "score.json").read_text())["oof"]["treated_rows"]
+    scored = [m for m, entry in config["models"].items() if entry.get("targets", "scored") == "scored"]
+    losses = {m: json.loads((results / "models" / m / "score.json").read_text())["oof"]["treated_rows"] for m in scored}
+    for name in config["blends"]:
+        score = json.loads((results / "blend" / name / "score.json").read_text())
+        losses[f"blend {name}"] = score["oof_cross_validated"]["treated_rows"]
+    beating = {m: round(1 - loss / prior, 4) for m, loss in losses.items() if loss < prior * (1 - LEAKAGE_TOLERANCE)}
+    assert not beating, f"on permuted labels these beat the prior's OOF {prior:.5f} by (share): {beating}"
+    assert set(losses) >= {"linear", "stage2", "stage3", "cnn", "tabnet", "two_heads", "blend searched"}

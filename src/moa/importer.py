@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
+import numpy as np
 import pandas as pd
 
 from moa import validation
@@ -34,6 +35,7 @@ from moa.schema import (
     GENE_PREFIX,
     ID,
     RAW_FILES,
+    TREATED,
     DataError,
 )
 
@@ -54,8 +56,9 @@ class RawDataWarning(UserWarning):
     """The raw data was accepted, but not as given: a file was absent or columns were dropped."""
 
 
-def import_raw(src_dir: str | Path, out_dir: str | Path) -> dict:
-    """Validate the six Kaggle CSVs in `src_dir`, then write them as Parquet into `out_dir`.
+def import_raw(src_dir: str | Path, out_dir: str | Path, permute_labels: int | None = None) -> dict:
+    """Validate the six Kaggle CSVs in `src_dir`, then write them as Parquet into `out_dir`; with
+    `permute_labels` (a seed), the label rows shuffled first (`permuted_labels`).
 
     Returns a summary: row counts per table, numbers of genes, cells and targets, whether
     train_drug was present, and the warnings issued.
@@ -86,6 +89,10 @@ def import_raw(src_dir: str | Path, out_dir: str | Path) -> dict:
     )
     submission = load_submission(paths[SUBMISSION], paths[SCORED].name, target_names(scored))
     validation.check_same_ids(paths[SUBMISSION].name, submission, paths[TEST_FEATURES].name, test)
+    if permute_labels is not None:
+        scored, nonscored = permuted_labels(train, scored, nonscored, permute_labels)
+        warn(f"labels permuted among the treated train rows (seed {permute_labels}): a leakage check, "
+             "no model can learn anything here", warned)
 
     tables = {
         TRAIN_FEATURES: train,
@@ -97,6 +104,23 @@ def import_raw(src_dir: str | Path, out_dir: str | Path) -> dict:
     }
     write_tables(tables, out_dir)
     return summarize(tables, drug_file_present=drug_path is not None, warned=warned)
+
+
+def permuted_labels(features: pd.DataFrame, scored: pd.DataFrame, nonscored: pd.DataFrame, seed: int):
+    """Whole label rows, scored and non-scored together, shuffled among the treated train rows, so that
+    labels are independent of the features and every target keeps its rate and co-occurrences. Rows,
+    not drugs: under row-level CV a model may honestly recognise a drug from its other rows, so only a
+    row shuffle leaves nothing to learn. Controls keep their all-zero labels."""
+    ids = features[ID].to_numpy()
+    treated = ids[(features[CP_TYPE] == TREATED).to_numpy()]
+    donor = pd.Series(ids, index=ids)
+    donor[treated] = treated[np.random.default_rng(seed).permutation(len(treated))]
+    shuffled = []
+    for targets in (scored, nonscored):
+        by_id = targets.set_index(ID)
+        moved = by_id.loc[donor.loc[by_id.index].to_numpy()].set_axis(by_id.index)
+        shuffled.append(moved.reset_index())
+    return tuple(shuffled)
 
 
 def summarize(tables: dict[str, pd.DataFrame], drug_file_present: bool, warned: list[str]) -> dict:

@@ -8,6 +8,7 @@ import pandas as pd
 from moa import io
 
 COLUMNS = {"oof_all": ("oof", "all_rows"), "oof_treated": ("oof", "treated_rows"),
+           "oof_treated_cross_validated": ("oof_cross_validated", "treated_rows"),
            "test_all": ("test", "all_rows"), "test_treated": ("test", "treated_rows"),
            "test_new": ("test_new", "treated_rows"), "test_known": ("test_known", "treated_rows")}
 # Where the oracle is the Bayes floor: OOF rows, and test rows of drugs never seen in training. On a known
