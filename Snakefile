@@ -35,6 +35,7 @@ localrules:
     models,
     folds,
     collect,
+    seed_oof,
     recipe,
     blend_weights,
     apply_blend,

@@ -23,6 +23,24 @@ rule collect:
         "../workflow/scripts/collect_model.py"
 
 
+rule seed_oof:
+    input:
+        oof=lambda wc: [f"{job_dir(wc.model, wc.seed, f)}/oof.parquet" for f in fold_ids(wc.model)],
+    output:
+        "results/models/{model}/seed{seed}/oof.parquet",
+    log:
+        "results/logs/seed_oof/{model}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/seed_oof/{model}/seed{seed}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/moa.yaml"
+    script:
+        "../workflow/scripts/seed_oof.py"
+
+
 rule recipe:
     input:
         unpack(recipe_inputs),

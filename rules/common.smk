@@ -2,6 +2,8 @@
 # nothing here reads data or imports torch.
 import os
 
+from moa.models import GPU_ARCHITECTURES
+
 DATA = "results/data"
 SYNTH = "results/synthetic"
 RAW_TABLES = [
@@ -41,6 +43,14 @@ def check_config():
         if model.get("features") and model["features"] not in config.get("feature_sets", {}):
             raise ValueError(
                 f"model {name!r}: features {model['features']!r} is not a set under feature_sets"
+            )
+        if model.get("gpu", 0) and model["arch"] not in GPU_ARCHITECTURES:
+            raise ValueError(f"model {name!r}: gpu is 1, but arch {model['arch']!r} trains no network and cannot use a card")
+        weights = model.get("params", {}).get("pretrained_path")
+        if weights is not None and not os.path.isfile(weights):
+            raise ValueError(
+                f"model {name!r}: params.pretrained_path {weights!r} is not a file (weights come from a local "
+                "state dict, never a download; null trains from scratch)"
             )
     check_stacking()
     check_blends()
@@ -192,7 +202,9 @@ def train_inputs(wildcards):
     if m.get("pretrain_targets"):
         inputs["pretrain_targets"] = f"{DATA}/train_targets_{m['pretrain_targets']}.parquet"
     if m.get("meta"):
-        inputs["meta_oof"] = [f"results/models/{s}/oof.parquet" for s in m["meta"]]
+        # the same seed's OOF of each source, on the same folds: a training row's meta-features then never
+        # come from a source job that was validated on another seed's split of the rows
+        inputs["meta_oof"] = [f"results/models/{s}/seed{wildcards.seed}/oof.parquet" for s in m["meta"]]
         inputs["meta_test"] = [f"results/models/{s}/test.parquet" for s in m["meta"]]
     if m.get("features"):
         inputs["model_train"] = f"results/features/{m['features']}/train.parquet"

@@ -114,7 +114,26 @@ def test_a_stage_two_fold_builds_its_stage_one_and_nothing_else(tmp_path):
     done = snakemake(tmp_path, REPO / "config" / "test.yaml", "-n",
                      "results/models/stage2/seed0/fold1/oof.parquet")
     assert job_counts(done) == {"synthesize_data": 1, "import_data": 1, "features": 1, "folds": 1,
-                                "train": 3 + 1, "collect": 1, "total": 9}
+                                "train": 3 + 1, "seed_oof": 1, "collect": 1, "total": 10}
+
+
+def test_each_seed_of_a_stage_stacks_on_the_same_seeds_oof_of_its_source(tmp_path):
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    seed = paper["models"]["nn3_stage2"]["seeds"][1]
+    done = snakemake(tmp_path, REPO / "config" / "paper.yaml", "-n", f"results/models/nn3_stage2/seed{seed}/fold0/oof.parquet",
+                     "--config", "data={'source': 'synthetic'}")
+    job = [block for block in (done.stdout + done.stderr).split("rule train:")[1:]
+           if "wildcards: model=nn3_stage2" in block][0].split("output:")[0]
+    assert f"results/models/nn3_stage1/seed{seed}/oof.parquet" in job
+    assert "results/models/nn3_stage1/oof.parquet" not in job, "not the OOF averaged over seeds"
+    assert "results/models/nn3_stage1/test.parquet" in job, "test meta-features: every seed's and fold's average"
+
+
+def test_a_seeds_oof_tiles_that_seeds_folds(run):
+    results = run / "results" / "models" / "stage1"
+    seed_oof = pd.read_parquet(results / "seed0" / "oof.parquet")
+    folds = pd.concat([pd.read_parquet(results / "seed0" / f"fold{k}" / "oof.parquet") for k in range(3)])
+    pd.testing.assert_frame_equal(seed_oof, folds.sort_values("sig_id").reset_index(drop=True))
 
 
 def test_stacked_models_run_and_stage_three_sees_only_meta_features(run):
@@ -273,7 +292,7 @@ def test_one_tabnet_fold_needs_only_its_stage_1(tmp_path):
     # stage 2 stacks on stage 1's OOF collected over every seed and fold: 3 seeds x 10 folds
     assert sorted(set(trained)) == sorted({("nn2_stage1", str(s), str(f)) for s in range(3) for f in range(10)}
                                           | {("tabnet", "0", "0")})
-    assert counts["train"] == 31 and counts["collect"] == 1 and counts["features"] == 2
+    assert counts["train"] == 31 and counts["collect"] == 1 and counts["features"] == 2 and counts["seed_oof"] == 1
     assert counts["folds"] == 3, "the three seeds' 10-fold splits"
 
 

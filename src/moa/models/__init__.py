@@ -16,6 +16,9 @@ ARCHITECTURES = {
     "deepinsight": "moa.models.deepinsight_cnn:DeepInsightModel",
 }
 
+# the families whose jobs can train on a card (the prior only counts)
+GPU_ARCHITECTURES = frozenset(ARCHITECTURES) - {"prior"}
+
 
 def model_class(arch: str) -> type:
     try:
