@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import warnings
 import zipfile
 from pathlib import Path
@@ -486,3 +487,69 @@ def test_permuted_labels_move_whole_label_rows_among_treated_rows_only():
     assert not after.loc[treated].equals(before.loc[treated])
     again = permuted_labels(features, scored, nonscored, seed=3)
     assert again[0].equals(new_scored) and again[1].equals(new_nonscored)
+
+
+# --- the catalogue of bad inputs (issue: reliability) -------------------------------------------
+
+def truncate(path: Path) -> None:
+    """Cut the file mid-row, as an interrupted download leaves it."""
+    text = path.read_text()
+    path.write_text(text[: len(text) * 2 // 3])
+
+
+def empty(path: Path) -> None:
+    path.write_text("")
+
+
+def not_a_zip(path: Path) -> None:
+    path.unlink()
+    path.with_name(path.name + ".zip").write_bytes(b"this is not a zip archive")
+
+
+BAD_FILES = [
+    ("truncated train features", "train_features", truncate, r"train_features\.csv"),
+    ("empty test file", "test_features", empty, r"test_features\.csv.*empty"),
+    ("a .csv.zip that is not a zip", "test_features", not_a_zip, r"test_features\.csv\.zip.*not a (valid )?zip"),
+]
+
+
+@pytest.mark.parametrize("what, stem, damage, message", BAD_FILES, ids=[case[0] for case in BAD_FILES])
+def test_a_damaged_file_is_refused_by_name_and_nothing_is_written(tmp_path, tables, what, stem, damage, message):
+    src = write_raw(tmp_path / "src", tables)
+    damage(src / f"{stem}.csv")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    with pytest.raises(DataError, match=message):
+        import_raw(src, out_dir)
+    assert list(out_dir.iterdir()) == []
+
+
+def strings_in_a_numeric_column(tables):
+    set_cell(tables, "test_features", 2, "c-1", "twelve")
+
+
+def unknown_target_column(tables):
+    tables["train_targets_scored"]["not_a_moa"] = 0
+
+
+def sample_columns_differ(tables):
+    tables["sample_submission"] = tables["sample_submission"].drop(columns=SCORED[-1])
+
+
+def ids_repeat_across_train_and_test(tables):
+    tables["test_features"].loc[1, "sig_id"] = TRAIN_IDS[4]
+    tables["sample_submission"].loc[tables["sample_submission"]["sig_id"] == TEST_IDS[1], "sig_id"] = TRAIN_IDS[4]
+
+
+BAD_TABLES = [
+    (strings_in_a_numeric_column, r"test_features\.csv, column 'c-1', row 3 .*'twelve'"),
+    (unknown_target_column, r"'not_a_moa'"),
+    (sample_columns_differ, rf"sample_submission\.csv.*{SCORED[-1]}"),
+    (ids_repeat_across_train_and_test, rf"{TRAIN_IDS[4]}.*both|both.*{TRAIN_IDS[4]}"),
+]
+
+
+@pytest.mark.parametrize("mutate, message", BAD_TABLES, ids=[case[0].__name__ for case in BAD_TABLES])
+def test_a_bad_table_is_refused_with_file_column_and_row_and_nothing_is_written(tmp_path, tables, mutate, message):
+    mutate(tables)
+    assert re.search(message, import_fails(tmp_path, tables))

@@ -87,6 +87,7 @@ def import_raw(src_dir: str | Path, out_dir: str | Path, permute_labels: int | N
     validation.check_same_columns(
         paths[TEST_FEATURES].name, list(test.columns), paths[TRAIN_FEATURES].name, list(train.columns)
     )
+    validation.check_disjoint_ids(paths[TEST_FEATURES].name, test, paths[TRAIN_FEATURES].name, train)
     submission = load_submission(paths[SUBMISSION], paths[SCORED].name, target_names(scored))
     validation.check_same_ids(paths[SUBMISSION].name, submission, paths[TEST_FEATURES].name, test)
     if permute_labels is not None:

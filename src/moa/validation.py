@@ -200,6 +200,16 @@ def check_same_ids(file: str, frame: pd.DataFrame, reference_file: str, referenc
         raise DataError(file, problem, column=ID)
 
 
+def check_disjoint_ids(file: str, frame: pd.DataFrame, other_file: str, other: pd.DataFrame) -> None:
+    """No sig_id of `frame` is also one of `other`'s: a test row that is a train row would be scored on a
+    sample the models trained on."""
+    shared = ~_not_in(frame[ID], other[ID])
+    if shared.any():
+        row = first_true(shared)
+        raise DataError(file, f"{ID} {frame[ID].iloc[row]} is in both this file and {other_file}",
+                        column=ID, row=row_label(frame, row))
+
+
 def check_same_columns(
     file: str, columns: Sequence[str], reference_file: str, reference_columns: Sequence[str]
 ) -> None:
