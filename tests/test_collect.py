@@ -78,7 +78,7 @@ def test_average_oof_detects_seeds_with_different_target_columns():
     seeds = two_seeds()
     seeds[2] = [t.rename(columns={"b": "c"}) for t in seeds[2]]
 
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"seed 2 has different target columns than seed 1 \(e.g. b\)"):
         collect.average_oof(seeds)
 
 

@@ -196,14 +196,20 @@ def test_fit_fold_empty_fold_message_lists_present_folds_readably():
         jobs.fit_fold(fold_data(), "prior", {}, seed=0, fold=3)
 
 
-def test_fit_fold_is_deterministic():
-    first = jobs.fit_fold(fold_data(), "prior", {}, seed=3, fold=0)
-    second = jobs.fit_fold(fold_data(), "prior", {}, seed=3, fold=0)
+def test_fit_fold_is_deterministic_for_its_seed_and_another_seed_differs():
+    # a network with dropout and shuffled batches: every random source of a job follows its seed
+    params = {"network": {"hidden": [8], "dropout": [0.2, 0.2], "weight_norm": [False, False]},
+              "epochs": 3, "batch_size": 2}
+    first = jobs.fit_fold(fold_data(), "mlp", params, seed=3, fold=0)
+    second = jobs.fit_fold(fold_data(), "mlp", params, seed=3, fold=0)
+    other = jobs.fit_fold(fold_data(), "mlp", params, seed=4, fold=0)
 
     pd.testing.assert_frame_equal(first.oof, second.oof)
     pd.testing.assert_frame_equal(first.test, second.test)
+    pd.testing.assert_frame_equal(first.history, second.history)
     drop_time = lambda m: {k: v for k, v in m.items() if k != "seconds"}  # noqa: E731
     assert drop_time(first.metrics) == drop_time(second.metrics)
+    assert not first.test.equals(other.test)
 
 
 def test_oof_of_all_folds_tiles_the_rows_once():

@@ -49,16 +49,16 @@ def test_predictions_are_clipped():
 
 
 @pytest.mark.parametrize(
-    ("y_true", "y_pred"),
+    ("y_true", "y_pred", "message"),
     [
-        (np.zeros((3, 2)), np.zeros((3, 3))),
-        (np.zeros((3, 2)), np.zeros((2, 2))),
-        (np.zeros(3), np.zeros(3)),
-        (np.zeros((3, 1)), np.full((3, 1), np.nan)),
+        (np.zeros((3, 2)), np.zeros((3, 3)), r"y_true has shape \(3, 2\) but y_pred has shape \(3, 3\)"),
+        (np.zeros((3, 2)), np.zeros((2, 2)), r"y_true has shape \(3, 2\) but y_pred has shape \(2, 2\)"),
+        (np.zeros(3), np.zeros(3), r"expected 2-D arrays \(rows, targets\), got 1-D and 1-D"),
+        (np.zeros((3, 1)), np.full((3, 1), np.nan), "must not contain NaN"),
     ],
 )
-def test_bad_inputs_are_rejected(y_true, y_pred):
-    with pytest.raises(ValueError):
+def test_bad_inputs_are_rejected(y_true, y_pred, message):
+    with pytest.raises(ValueError, match=message):
         log_loss(y_true, y_pred)
 
 

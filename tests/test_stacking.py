@@ -73,3 +73,20 @@ def test_input_names_lay_out_the_columns_as_a_job_does():
                                    base_features=base)
         assert stacking.input_names(features.columns, {"s1": ["t1", "t2"]}, base) == data.feature_names
     assert data.feature_names == ["meta_s1_t1", "meta_s1_t2"]
+
+
+def test_meta_features_follow_sig_ids_not_positions():
+    # the OOF in another row order than the stage's rows, the test predictions too, and extra rows besides
+    order = rng.permutation(50)
+    shuffled_oof = pd.concat([OOF.iloc[order], table(["id_000000777"], [[0.9, 0.9]], ["a", "b"])])
+    shuffled_test = TEST_PRED.iloc[::-1]
+    stage_rows = TRAIN[::-1][:40]
+    aligned_train, aligned_test = stacking.meta_features({"s1": (OOF, TEST_PRED)}, TRAIN, TEST)
+    train, test = stacking.meta_features({"s1": (shuffled_oof, shuffled_test)}, TRAIN, TEST)
+    pd.testing.assert_frame_equal(train, aligned_train)
+    pd.testing.assert_frame_equal(test, aligned_test)
+    subset, _ = stacking.meta_features({"s1": (shuffled_oof, shuffled_test)}, stage_rows, TEST)
+    assert list(subset.index) == stage_rows
+    # a row's meta-features rank as its own OOF value does among the rows it is transformed with
+    own = OOF.set_index("sig_id").loc[stage_rows, "a"]
+    assert (subset["meta_s1_a"].rank().to_numpy() == own.rank().to_numpy()).all()
