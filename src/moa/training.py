@@ -261,7 +261,7 @@ def progress_bar(recipe: NetworkTraining, n_rows: int):
     from tqdm import tqdm
 
     return tqdm(total=recipe.epochs * batches_per_epoch(n_rows, recipe.batch_size), unit="batch", desc="training", file=LogStream(log),
-                mininterval=30, ascii=True, dynamic_ncols=False, ncols=100)
+                mininterval=30, maxinterval=120, ascii=True, dynamic_ncols=False, ncols=100)
 
 
 class LogStream:
