@@ -84,6 +84,9 @@ def main() -> None:
         "oof_all": scores["oof_all"],
         "oof_all / prior": scores["oof_all"] / scores.loc[prior, "oof_all"],
         "oof gap to oracle closed": scores["oof_treated gap closed"],
+        "oof_treated": scores["oof_treated"],
+        # blends: weights searched on the other folds' rows (the in-sample oof_treated flatters a search)
+        "oof_treated cross-validated": scores.get("oof_treated_cross_validated"),
         "test_all": scores["test_all"],
         "test_all / prior": scores["test_all/prior"],
         "test_known / prior": scores["test_known"] / scores.loc[prior, "test_known"],
