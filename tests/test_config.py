@@ -8,6 +8,8 @@ import re
 
 import pytest
 import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
 
 from moa.models import ARCHITECTURES, model_class
 from moa.models.two_heads import PHASES
@@ -41,9 +43,13 @@ def test_the_schema_knows_the_two_heads_phases_and_the_training_recipe():
     assert set(SCHEMA["$defs"]["training"]["properties"]) == TRAINING
 
 
-def broken(tmp_path, change) -> tuple[str, object]:
+def broken_config(change) -> dict:
     config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
     change(config)
+    return config
+
+
+def dry_run(tmp_path, config) -> tuple[str, object]:
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     workdir = tmp_path / "run"
@@ -64,25 +70,38 @@ def set_in(*path_and_value):
     return change
 
 
-@pytest.mark.parametrize("change, message", [
+SCHEMA_ERRORS = [
     (set_in("models", "linear", "arch", "mlpp"), r"'mlpp' is not one of \['prior', 'linear', 'mlp'"),
     (set_in("models", "stage1", "params", "network", "hiden", [8]), r"'hiden' was unexpected"),
     (set_in("models", "stage1", "params", "epoch", 3), r"'epoch' was unexpected"),
     (set_in("models", "stage1", "params", "epochs", -1), r"-1 is less than the minimum of 1"),
     (set_in("models", "linear", "params", "epochs", 0), r"0 is less than the minimum of 1"),
     (set_in("cv", "old", "n_folds", 0), r"0 is less than the minimum of 2"),
+    (set_in("models", "cnn", "params", "swap_noise", {"probability": 1.5}), r"1.5 is greater than the maximum of 1"),
+    (set_in("models", "stage1", "tread", 2), r"'tread' was unexpected"),
+]
+
+
+@pytest.mark.parametrize("change, message", SCHEMA_ERRORS)
+def test_the_schema_refuses_a_bad_key_or_value(change, message):
+    with pytest.raises(WorkflowError) as caught:
+        validate(broken_config(change), str(REPO / "config" / "schema.yaml"))
+    text = "\n".join(map(str, caught.value.args))
+    assert re.search(message, text), text[-2000:]
+
+
+@pytest.mark.parametrize("change, message", [
+    SCHEMA_ERRORS[0],
     (set_in("models", "cnn", "params", "pretrained_path", "weights/none.pth"),
      r"model 'cnn': params.pretrained_path 'weights/none.pth' is not a file"),
     (set_in("models", "prior", "gpu", 1), r"model 'prior': gpu is 1, but arch 'prior' trains no network"),
-    (set_in("models", "cnn", "params", "swap_noise", {"probability": 1.5}), r"1.5 is greater than the maximum of 1"),
-    (set_in("models", "stage1", "tread", 2), r"'tread' was unexpected"),
 ])
 def test_a_config_error_fails_the_dry_run_naming_the_key_and_writes_nothing(tmp_path, change, message):
-    text, workdir = broken(tmp_path, change)
+    text, workdir = dry_run(tmp_path, broken_config(change))
     assert re.search(message, text), text[-2000:]
     assert not (workdir / "results").exists()
 
 
 def test_a_schema_error_says_where_in_the_config(tmp_path):
-    text, _ = broken(tmp_path, set_in("models", "linear", "params", "epochs", -1))
+    text, _ = dry_run(tmp_path, broken_config(set_in("models", "linear", "params", "epochs", -1)))
     assert "On instance['models']['linear']['params']['epochs']" in text

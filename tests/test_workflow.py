@@ -287,7 +287,7 @@ def test_the_paper_config_has_both_blends_and_submits_best_lb(tmp_path):
                      "results/blend/best_cv/weights.json", "--config", "data={'source': 'synthetic'}")
     text = done.stdout + done.stderr
     best_cv = [job for job in text.split("rule blend_weights:")[1:] if "results/blend/best_cv/" in job][0]
-    members = ["nn3_stage3", "two_heads_v2", "tabnet", "simple_nn_old"]  # row-level CV schemes only
+    members = ["nn3_stage3", "two_heads_v2", "effnet_b3", "resnest_v1", "resnest_v2"]  # the write-up's five
     assert ", ".join(f"results/models/{m}/oof.parquet" for m in members) in best_cv
     assert "simple_nn_new" not in best_cv.split("output:")[0]
     submission = text.split("rule submission:")[1]
