@@ -52,16 +52,20 @@ def resnest(layers=(3, 4, 6, 3), radix: int = 2, cardinality: int = 2, base_widt
                   block_args={"radix": radix, "avd": True, "avd_first": True}, **kwargs)
 
 
+def check_backbone(name: str) -> None:
+    if name != "resnest" and name not in RESNEST_FAST and not timm.is_model(name):
+        raise ValueError(f"deepinsight: unknown backbone {name!r}: neither a timm model nor one of "
+                         f"{', '.join(['resnest', *RESNEST_FAST])}")
+
+
 def build_backbone(name: str, args: dict | None = None) -> nn.Module:
     """The named backbone with its ImageNet classifier, randomly initialised."""
+    check_backbone(name)
     args = dict(args or {})
     if name == "resnest":
         return resnest(**args)
     if name in RESNEST_FAST:
         return resnest(**{**RESNEST_FAST[name], **args})
-    if not timm.is_model(name):
-        raise ValueError(f"deepinsight: unknown backbone {name!r}: neither a timm model nor one of "
-                         f"{', '.join(['resnest', *RESNEST_FAST])}")
     return timm.create_model(name, pretrained=False, **args)
 
 
@@ -127,7 +131,7 @@ class DeepInsightModel:
         if pretrained_path is not None and not Path(pretrained_path).is_file():
             raise ValueError(f"deepinsight: pretrained_path {pretrained_path} is not a file")
         self.backbone, self.backbone_args = backbone, dict(backbone_args or {})
-        build_backbone(backbone, self.backbone_args)  # an unknown name fails here, not after the t-SNE
+        check_backbone(backbone)  # an unknown name fails here, not after the t-SNE
         self.pretrained_path, self.resolution, self.head_width = pretrained_path, resolution, head_width
         self.feature_map = dict(feature_map or {})
         FeatureMap(resolution, **self.feature_map)
