@@ -50,6 +50,7 @@ rule ablation:
         ),
     params:
         members=lambda wc: blend_members(wc.blend),
+        blend=lambda wc: canonical(config["blends"][wc.blend]),
     log:
         "results/logs/ablation/{blend}.log",
     benchmark:

@@ -229,13 +229,13 @@ def test_blend_problem_refuses_a_member_missing_a_target_or_a_treated_row():
 
 def test_ablation_re_searches_a_searched_blend_and_renormalises_a_fixed_one():
     problem = mixture_problem()
-    searched = blend.ablation_weights(problem, {"m0": 0.3, "m1": 0.7, "m2": 0.0}, "slsqp")
+    searched = blend.ablation_weights(problem, {"m0": 0.3, "m1": 0.7, "m2": 0.0}, {"method": "slsqp"})
     assert set(searched) == {"m0", "m1", "m2"}
     assert searched["m2"] == pytest.approx({"m0": 0.3, "m1": 0.7}, abs=1e-4)
     assert sum(searched["m1"].values()) == pytest.approx(1.0)
-    fixed = blend.ablation_weights(problem, {"m0": 0.2, "m1": 0.6, "m2": 0.2}, "fixed")
+    fixed = blend.ablation_weights(problem, {"m0": 0.2, "m1": 0.6, "m2": 0.2}, {"method": "fixed"})
     assert fixed["m0"] == pytest.approx({"m1": 0.75, "m2": 0.25})
-    assert blend.ablation_weights(problem, {"m0": 0.0, "m1": 1.0, "m2": 0.0}, "fixed")["m1"] == \
+    assert blend.ablation_weights(problem, {"m0": 0.0, "m1": 1.0, "m2": 0.0}, {"method": "fixed"})["m1"] == \
         pytest.approx({"m0": 0.5, "m2": 0.5})
 
 
@@ -243,12 +243,12 @@ def test_ablation_table_reports_the_loss_each_member_adds_on_oof_and_test():
     problem = mixture_problem()
     test_problem = mixture_problem(seed=7)
     weights = {"m0": 0.3, "m1": 0.7, "m2": 0.0}
-    table = blend.ablation_table(problem, weights, "slsqp", test_problem)
+    table = blend.ablation_table(problem, weights, {"method": "slsqp"}, test_problem)
     assert list(table.index) == ["m0", "m1", "m2"]
     assert list(table.columns) == ["its weight", "oof_treated", "oof loss added", "test_treated", "test loss added"]
     assert table.loc["m2", "oof loss added"] == pytest.approx(0.0, abs=1e-8)
     assert table.loc["m1", "oof loss added"] > table.loc["m0", "oof loss added"] > 0
-    without_m1 = blend.ablation_weights(problem, weights, "slsqp")["m1"]
+    without_m1 = blend.ablation_weights(problem, weights, {"method": "slsqp"})["m1"]
     assert table.loc["m1", "test_treated"] == pytest.approx(test_problem.loss(test_problem.weight_vector(without_m1)))
 
 

@@ -105,3 +105,20 @@ def test_a_config_error_fails_the_dry_run_naming_the_key_and_writes_nothing(tmp_
 def test_a_schema_error_says_where_in_the_config(tmp_path):
     text, _ = dry_run(tmp_path, broken_config(set_in("models", "linear", "params", "epochs", -1)))
     assert "On instance['models']['linear']['params']['epochs']" in text
+
+
+def test_more_folds_than_the_data_can_fill_fail_in_the_first_job_after_the_data_naming_the_key(tmp_path):
+    """How many folds the data allows is known once the data is: the folds job, which every training job
+    waits for, refuses them before anything is trained."""
+    config = broken_config(set_in("cv", "new", "n_folds", 1000))
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    workdir = tmp_path / "run"
+    done = snakemake(workdir, path, "--until", "folds", check=False)
+    assert done.returncode != 0
+    assert re.search(r"config key cv\.new\.n_folds = 1000: drug_stratified cannot give each of 1000 folds a "
+                     r"validation row: its \d+ drugs with <= 18 rows each stay in one fold and \d+ rows belong to "
+                     r"more frequent drugs; use at most \d+ folds", done.stdout + done.stderr), done.stderr[-3000:]
+    assert "config key cv.new.n_folds = 1000" in (workdir / "results" / "logs" / "folds" / "new" / "seed0.log").read_text()
+    assert not list((workdir / "results" / "folds" / "new").glob("*.parquet"))
+    assert not (workdir / "results" / "models").exists()

@@ -87,3 +87,55 @@ def test_a_broken_collected_table_fails_the_check_by_name(run, tmp_path):
     with pytest.raises(contract.ContractError, match=rf"test.parquet: value inf at row '{broken['sig_id'].iloc[4]}', "
                                                      rf"column '{broken.columns[7]}' is not a probability"):
         contract.check_run(models, {}, results / "submission.csv", data)
+
+
+
+FRAME_WRITERS = {"to_csv", "to_parquet", "to_json", "write_text", "write_bytes", "savefig"}
+MODULE_WRITERS = {("torch", "save"), ("joblib", "dump"), ("json", "dump"), ("pickle", "dump"), ("np", "save")}
+
+
+def unguarded_writes(source: str) -> list[int]:
+    """Line numbers of file-writing calls outside any `with` block that takes an `atomic_path`, in its items
+    or (through an ExitStack) in its body."""
+    import ast
+
+    def calls_atomic_path(node):
+        return any(isinstance(call, ast.Call)
+                   and getattr(call.func, "attr", getattr(call.func, "id", None)) == "atomic_path"
+                   for call in ast.walk(node))
+
+    def is_write(node):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            return False
+        receiver = node.func.value.id if isinstance(node.func.value, ast.Name) else None
+        return node.func.attr in FRAME_WRITERS or (receiver, node.func.attr) in MODULE_WRITERS
+
+    lines = []
+
+    def visit(node, guarded):
+        guarded = guarded or (isinstance(node, ast.With) and calls_atomic_path(node))
+        if is_write(node) and not guarded:
+            lines.append(node.lineno)
+        for child in ast.iter_child_nodes(node):
+            visit(child, guarded)
+
+    visit(ast.parse(source), False)
+    return lines
+
+
+def test_the_audit_finds_a_write_outside_atomic_path():
+    source = ("with io.atomic_path(p) as tmp:\n    frame.to_csv(tmp)\n"
+              "frame.to_parquet(p)\n"
+              "with open(p) as handle:\n    plt.savefig(handle)\n"
+              "with contextlib.ExitStack() as stack:\n    torch.save(m, stack.enter_context(atomic_path(p)))\n"
+              "joblib.dump(m, p)\n")
+    assert unguarded_writes(source) == [3, 5, 8]
+
+
+def test_every_writer_in_the_package_and_the_workflow_scripts_renames_a_temporary_file():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sources = [*sorted((root / "src" / "moa").rglob("*.py")), *sorted((root / "workflow" / "scripts").glob("*.py"))]
+    found = {str(path.relative_to(root)): unguarded_writes(path.read_text()) for path in sources}
+    assert {path: lines for path, lines in found.items() if lines} == {}

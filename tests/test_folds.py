@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moa.folds import FOLD_KINDS, drug_stratified, kfold, make_folds, multilabel_stratified
+from moa.folds import FOLD_KINDS, TooManyFolds, drug_stratified, kfold, make_folds, multilabel_stratified
 from moa.schema import CONTROL, CP_TYPE, DRUG, DataError, ID, TREATED
 
 N_FOLDS = 5
@@ -237,7 +237,19 @@ def test_sig_id_without_drug_is_named():
         make_folds(features, targets, drugs[drugs[ID] != dropped], kind="drug_stratified", n_folds=N_FOLDS, seed=0)
 
 
-def test_make_folds_refuses_to_leave_a_fold_empty():
+def test_make_folds_refuses_more_folds_than_the_rare_drugs_and_frequent_rows_can_fill():
     features, targets, drugs = training_tables(n_treated=18, n_controls=0)
-    with pytest.raises(ValueError, match="empty"):
+    assert N_FOLDS > 3
+    with pytest.raises(TooManyFolds, match=rf"drug_stratified cannot give each of {N_FOLDS} folds a validation "
+                                           r"row: its 3 drugs with <= 18 rows each stay in one fold and 0 rows "
+                                           r"belong to more frequent drugs; use at most 3 folds"):
         make_folds(features, targets, drugs, kind="drug_stratified", n_folds=N_FOLDS, seed=0)
+    assert make_folds(features, targets, drugs, kind="drug_stratified", n_folds=3, seed=0)["fold"].nunique() == 3
+
+
+@pytest.mark.parametrize("kind", ["multilabel_stratified", "kfold"])
+def test_make_folds_refuses_more_folds_than_training_rows(kind):
+    features, targets, drugs = training_tables(n_treated=4, n_controls=2)
+    with pytest.raises(TooManyFolds, match=f"{kind} cannot give each of 5 folds a validation row: there are 4 "
+                                           "training rows; use at most 4 folds"):
+        make_folds(features, targets, drugs, kind=kind, n_folds=5, seed=0)

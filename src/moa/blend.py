@@ -89,8 +89,13 @@ def read_problem(members: list[str], prediction_paths, targets_path, features_pa
     return blend_problem(tables, io.read_parquet(targets_path), io.read_parquet(features_path))
 
 
-def slsqp_weights(problem: BlendProblem, n_starts: int = 8, seed: int = 0) -> np.ndarray:
-    """SLSQP from the equal-weight blend and `n_starts - 1` random points of the simplex."""
+N_STARTS = 1
+
+
+def slsqp_weights(problem: BlendProblem, n_starts: int = N_STARTS, seed: int = 0) -> np.ndarray:
+    """SLSQP from the equal-weight blend (the winners' only start) and `n_starts - 1` random points of the
+    simplex. The log loss of a weighted mean of predictions is convex in the weights, so further starts
+    only confirm the minimum (their losses are logged)."""
     n = len(problem.members)
     starts = [np.full(n, 1 / n), *np.random.default_rng(seed).dirichlet(np.ones(n), size=max(n_starts - 1, 0))]
     found = list(problem.candidates())
@@ -126,7 +131,7 @@ def optuna_weights(problem: BlendProblem, n_trials: int = 300, seed: int = 0) ->
     return _on_simplex(np.array([study.best_params[name] for name in names]))
 
 
-def search_weights(problem: BlendProblem, method: str, n_starts: int = 8, n_trials: int = 300,
+def search_weights(problem: BlendProblem, method: str, n_starts: int = N_STARTS, n_trials: int = 300,
                    seed: int = 0) -> dict[str, float]:
     if method == "slsqp":
         weights = slsqp_weights(problem, n_starts=n_starts, seed=seed)
@@ -141,7 +146,7 @@ def weights_for(problem: BlendProblem, settings: dict) -> dict[str, float]:
     """The weights a `blend:` config section asks for."""
     if settings["method"] == "fixed":
         return fixed_weights(problem.members, settings.get("weights", {}))
-    return search_weights(problem, settings["method"], n_starts=settings.get("n_starts", 8),
+    return search_weights(problem, settings["method"], n_starts=settings.get("n_starts", N_STARTS),
                           n_trials=settings.get("n_trials", 300), seed=settings.get("seed", 0))
 
 
@@ -180,17 +185,19 @@ def weights_record(problem: BlendProblem, weights: dict[str, float], settings: d
     }
 
 
-def ablation_weights(problem: BlendProblem, weights: dict[str, float], method: str) -> dict[str, dict[str, float]]:
-    """For each member, the blend without it: re-searched (with SLSQP, the exact and fast search) when
-    `method` searches, the remaining weights renormalised when it is `fixed` (equal when all are 0)."""
+def ablation_weights(problem: BlendProblem, weights: dict[str, float], settings: dict) -> dict[str, dict[str, float]]:
+    """For each member, the blend without it: re-searched (with SLSQP, the exact and fast search, from the
+    blend's `n_starts`) when the blend searches, the remaining weights renormalised when it is `fixed`
+    (equal when all are 0)."""
     ablated = {}
     for dropped in problem.members:
         kept = [m for m in problem.members if m != dropped]
         if not kept:
             continue
-        if method in SEARCHED:
+        if settings["method"] in SEARCHED:
             sub = BlendProblem(kept, problem.predictions[[problem.members.index(m) for m in kept]], problem.truth)
-            ablated[dropped] = dict(zip(kept, slsqp_weights(sub).tolist()))
+            ablated[dropped] = dict(zip(kept, slsqp_weights(sub, n_starts=settings.get("n_starts", N_STARTS),
+                                                            seed=settings.get("seed", 0)).tolist()))
         elif sum(weights[m] for m in kept) > 0:
             ablated[dropped] = dict(zip(kept, _on_simplex([weights[m] for m in kept]).tolist()))
         else:
@@ -198,14 +205,14 @@ def ablation_weights(problem: BlendProblem, weights: dict[str, float], method: s
     return ablated
 
 
-def ablation_table(problem: BlendProblem, weights: dict[str, float], method: str,
+def ablation_table(problem: BlendProblem, weights: dict[str, float], settings: dict,
                    test_problem: BlendProblem | None = None) -> pd.DataFrame:
     """The write-up's Table 4: the blend without each member in turn, and the treated-row log loss it
     loses (positive = the member helps), on OOF and, when the test truth is known, on test."""
     parts = {"oof": problem, "test": test_problem} if test_problem is not None else {"oof": problem}
     full = {part: p.loss(p.weight_vector(weights)) for part, p in parts.items()}
     rows = []
-    for dropped, kept in ablation_weights(problem, weights, method).items():
+    for dropped, kept in ablation_weights(problem, weights, settings).items():
         row = {"without": dropped, "its weight": weights[dropped]}
         for part, p in parts.items():
             loss = p.loss(p.weight_vector(kept))

@@ -31,6 +31,10 @@ TARGETS_FILE = "train_targets_scored.csv"
 DRUG_FILE = "train_drug.csv"
 
 
+class TooManyFolds(ValueError):
+    """More folds were asked for than the training rows can fill with a validation row each."""
+
+
 def _check_n_folds(n_folds: int) -> None:
     if int(n_folds) != n_folds or n_folds < 2:
         raise ValueError(f"n_folds must be an integer >= 2, got {n_folds!r}")
@@ -198,7 +202,7 @@ def make_folds(
     """The fold of every training row: columns sig_id, fold (int8), sorted by sig_id.
 
     Training rows are the treated rows of `features`, plus the controls if
-    `include_controls`. Tables are aligned by sig_id. Raises ValueError if a fold
+    `include_controls`. Tables are aligned by sig_id. Raises TooManyFolds if a fold
     would be empty.
     """
     if kind not in FOLD_KINDS:
@@ -206,15 +210,27 @@ def make_folds(
     _check_n_folds(n_folds)
     sig_ids = _training_ids(features, include_controls)
     labels = _training_labels(targets, sig_ids)
+    if kind == DRUG_STRATIFIED:
+        drug_ids = _training_drug_ids(drugs, sig_ids)
+        rows_per_drug = np.unique(drug_ids, return_counts=True)[1]
+        is_rare = rows_per_drug <= drug_threshold
+        n_rare_drugs, n_frequent_rows = int(is_rare.sum()), int(rows_per_drug[~is_rare].sum())
+        most = max(n_rare_drugs, n_frequent_rows)
+        units = (f"its {n_rare_drugs} drugs with <= {drug_threshold} rows each stay in one fold and "
+                 f"{n_frequent_rows} rows belong to more frequent drugs")
+    else:
+        most, units = len(sig_ids), f"there are {len(sig_ids)} training rows"
+    if n_folds > most:
+        raise TooManyFolds(f"{kind} cannot give each of {n_folds} folds a validation row: {units}; "
+                           f"use at most {most} folds")
     if kind == MULTILABEL_STRATIFIED:
         folds = multilabel_stratified(labels, n_folds, seed)
     elif kind == KFOLD:
         folds = kfold(len(sig_ids), n_folds, seed)
     else:
-        drug_ids = _training_drug_ids(drugs, sig_ids)
         folds = drug_stratified(labels, drug_ids, n_folds, seed, threshold=drug_threshold)
     empty = np.setdiff1d(np.arange(n_folds), folds)
     if len(empty):
-        raise ValueError(f"{kind} with n_folds={n_folds} leaves fold(s) {empty.tolist()} empty "
-                         f"for {len(sig_ids)} training rows; use fewer folds")
+        raise TooManyFolds(f"{kind} with n_folds={n_folds} leaves fold(s) {empty.tolist()} empty "
+                           f"for {len(sig_ids)} training rows; use fewer folds")
     return pd.DataFrame({ID: sig_ids.to_numpy(), "fold": folds.astype(np.int8)})

@@ -8,7 +8,6 @@ from __future__ import annotations
 import pandas as pd
 
 from moa import schema
-from moa.features.quantile import QuantileNormal
 
 
 # columns of a feature table that are not model inputs
@@ -31,6 +30,9 @@ def meta_features(sources: dict[str, tuple[pd.DataFrame, pd.DataFrame]], train_i
                   n_quantiles: int = 100, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """For each source (name -> (oof, test)), its predictions as columns `meta_{name}_{target}`,
     aligned on `train_ids` and `test_ids`; returns (train, test) frames indexed by sig_id."""
+    # imported here: scikit-learn costs every training job a second, and most have no meta sources
+    from moa.features.quantile import QuantileNormal
+
     train_parts, test_parts = [], []
     for name, (oof, test) in sources.items():
         oof, test = oof.set_index(schema.ID), test.set_index(schema.ID)

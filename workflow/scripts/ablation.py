@@ -7,7 +7,7 @@ oof = blend.read_problem(members, snakemake.input.oof, snakemake.input.targets, 
 test = None
 if "test_truth" in snakemake.input.keys():
     test = blend.read_problem(members, snakemake.input.test, snakemake.input.test_truth, snakemake.input.test_features)
-table = blend.ablation_table(oof, record["weights"], record["method"], test)
+table = blend.ablation_table(oof, record["weights"], snakemake.params.blend, test)
 log.info("ablation:\n%s", table)
 io.write_csv(table.reset_index(), snakemake.output.table)
 report.write_html_table(table, snakemake.output.page, f"Blend {snakemake.wildcards.blend} without each member")

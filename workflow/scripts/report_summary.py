@@ -29,8 +29,8 @@ sections.update({
         report.to_markdown(read_indexed(snakemake.input.correlation_test), digits=3),
 })
 members = pd.concat(members, names=["blend"])
-table.to_csv(snakemake.output.table)
-members.to_csv(snakemake.output.members)
+io.write_csv(table.reset_index(), snakemake.output.table)
+io.write_csv(members.reset_index(), snakemake.output.members)
 report.write_html_table(table, snakemake.output.table_page, "Log loss of every model, blend and the oracle")
 report.write_html_table(members, snakemake.output.members_page, "Blend members and weights")
 plots.score_chart(table, snakemake.output.figure, baseline=baseline, oracle=oracle)
