@@ -110,6 +110,8 @@ def test_on_permuted_labels_no_model_or_blend_beats_the_prior(tmp_path):
     config["data"]["permute_labels"] = 0
     del config["models"]["prior_new"]  # another prior, on drug folds: nothing more to learn from it
     config["models"]["prior"]["seeds"] = [0]  # the reference: one seed, as every other model has
+    for scheme in ("old", "controls"):
+        config["cv"][scheme]["n_folds"] = 2  # a fold's rows are either fitted on or scored: two suffice
     tiny_phases = {name: {"epochs": 2} for name in ("pretrain", "transfer", "frozen", "unfrozen")}
     config["feature_sets"]["small_codes"] = {**config["feature_sets"]["small"]}
     config["feature_sets"]["small_codes"]["steps"] = [*config["feature_sets"]["small"]["steps"][:-1], {"op": "codes"}]
