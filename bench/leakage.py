@@ -7,7 +7,7 @@ With the labels independent of the features nothing can be learnt, so the honest
 model at or above the prior's OOF log loss. `margin` is the share of the prior's loss a model is below
 it (positive = beats the prior: by chance, by choosing epochs or weights on the scored rows, or by a
 leak). Blends are shown twice: their in-sample OOF (weights searched on the rows they are scored on)
-and the cross-validated one (weights searched on the other folds' rows). About 13 minutes on 2 cores.
+and the cross-validated one (weights searched on the other folds' rows). About 8 minutes on 2 cores.
 """
 from __future__ import annotations
 

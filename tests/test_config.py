@@ -109,12 +109,13 @@ def test_a_schema_error_says_where_in_the_config(tmp_path):
 
 def test_more_folds_than_the_data_can_fill_fail_in_the_first_job_after_the_data_naming_the_key(tmp_path):
     """How many folds the data allows is known once the data is: the folds job, which every training job
-    waits for, refuses them before anything is trained."""
+    waits for, refuses them before anything is trained (asking for a model on those folds)."""
     config = broken_config(set_in("cv", "new", "n_folds", 1000))
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     workdir = tmp_path / "run"
-    done = snakemake(workdir, path, "--until", "folds", check=False)
+    assert config["models"]["prior_new"]["cv"] == "new"
+    done = snakemake(workdir, path, "results/models/prior_new/oof.parquet", check=False)
     assert done.returncode != 0
     assert re.search(r"config key cv\.new\.n_folds = 1000: drug_stratified cannot give each of 1000 folds a "
                      r"validation row: its \d+ drugs with <= 18 rows each stay in one fold and \d+ rows belong to "

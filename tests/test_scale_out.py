@@ -162,8 +162,8 @@ def test_the_tiny_config_on_a_real_slurm_cluster_equals_the_local_run(run, tmp_p
     text = done.stdout + done.stderr
     submitted = len(re.findall(r"has been submitted with SLURM jobid \d+", text))
     # synthesis, import, the feature set and the 6 train jobs of stage 1 and stage 2 (folds, collect and
-    # seed_oof are local rules)
-    assert submitted == 9, text[-3000:]
+    # seed_oof are local rules); more if the profile's retry resubmitted one
+    assert submitted >= 9, text[-3000:]
     gpu_logs = sorted((workdir / "results" / "logs" / "train" / GPU_MODEL).rglob("*.log"))
     assert len(gpu_logs) == 3
     for log in gpu_logs:

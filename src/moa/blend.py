@@ -1,8 +1,8 @@
 """Blending members' predictions with weights; the weights are fixed in the config or searched on OOF.
 
 A search minimises the competition metric of the weighted OOF on treated rows (spec §12.2), over
-weights in [0, 1] that sum to 1. `slsqp` is SciPy's SLSQP with the analytic gradient from several
-starts; `optuna` is a seeded TPE search. Both also try every single member and the equal-weight
+weights in [0, 1] that sum to 1. `slsqp` is SciPy's SLSQP with the analytic gradient, from the
+equal-weight blend and optionally random starts (the loss is convex in the weights); `optuna` is a seeded TPE search. Both also try every single member and the equal-weight
 blend, so a searched blend is never worse on OOF than its best member.
 """
 from __future__ import annotations
