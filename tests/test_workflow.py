@@ -328,27 +328,19 @@ def test_a_two_heads_fold_pretrains_on_the_nonscored_targets_in_the_workflow(tmp
     assert oof["sig_id"].tolist() == folds.loc[folds["fold"] == 1, "sig_id"].tolist()
 
 
-def test_a_deepinsight_fold_trains_with_the_controls_on_rendered_rows_in_the_workflow(tmp_path):
-    tiny = {"backbone": "resnest", "resolution": 8, "epochs": 2, "batch_size": 64, "feature_map": {"max_iter": 250},
-            "backbone_args": {"layers": [1, 1, 1, 1], "base_width": 8, "stem_width": 8, "cardinality": 1}}
-    config = write_config(
-        tmp_path / "deepinsight.yaml",
-        cv={"controls": {"kind": "multilabel_stratified", "n_folds": 3, "include_controls": True}},
-        feature_sets={"deepinsight": {"steps": [{"op": "codes", "columns": "treatment", "unit": True}]}},
-        models={"cnn": {"arch": "deepinsight", "features": "deepinsight", "cv": "controls", "seeds": [4],
-                        "params": tiny}},
-        blends={"only": {"members": ["cnn"], "method": "fixed", "weights": {"cnn": 1}}})
-    job = "results/models/cnn/seed4/fold2"
-    snakemake(tmp_path, config, f"{job}/oof.parquet")
-    state = torch.load(tmp_path / job / "model.pt", weights_only=True)
+def test_a_deepinsight_fold_trains_with_the_controls_on_rendered_rows_in_the_workflow(run):
+    config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    assert config["cv"][config["models"]["cnn"]["cv"]]["include_controls"]
+    job = "results/models/cnn/seed0/fold2"
+    state = torch.load(run / job / "model.pt", weights_only=True)
     assert state["shape"].tolist() == [875, 206], "three treatment codes, raw genes and cells in"
     assert state["module"]["render.pixels"].shape == (875,) and int(state["module"]["render.pixels"].max()) < 64
-    features = pd.read_parquet(tmp_path / "results" / "data" / "train_features.parquet")
-    oof = pd.read_parquet(tmp_path / job / "oof.parquet")
+    features = pd.read_parquet(run / "results" / "data" / "train_features.parquet")
+    oof = pd.read_parquet(run / job / "oof.parquet")
     controls = set(features.loc[features["cp_type"] == "ctl_vehicle", "sig_id"])
     assert controls & set(oof["sig_id"]), "the control rows are trained on and predicted"
-    test = pd.read_parquet(tmp_path / job / "test.parquet").set_index("sig_id")
-    test_features = pd.read_parquet(tmp_path / "results" / "data" / "test_features.parquet").set_index("sig_id")
+    test = pd.read_parquet(run / job / "test.parquet").set_index("sig_id")
+    test_features = pd.read_parquet(run / "results" / "data" / "test_features.parquet").set_index("sig_id")
     assert (test[test_features["cp_type"] == "ctl_vehicle"] == 0).all().all()
-    log = (tmp_path / "results" / "logs" / "train" / "cnn" / "seed4" / "fold2.log").read_text()
+    log = (run / "results" / "logs" / "train" / "cnn" / "seed0" / "fold2.log").read_text()
     assert "feature map: 875 features on" in log and "training: 100%" in log
