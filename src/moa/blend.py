@@ -2,8 +2,9 @@
 
 A search minimises the competition metric of the weighted OOF on treated rows (spec §12.2), over
 weights in [0, 1] that sum to 1. `slsqp` is SciPy's SLSQP with the analytic gradient, from the
-equal-weight blend and optionally random starts (the loss is convex in the weights); `optuna` is a seeded TPE search. Both also try every single member and the equal-weight
-blend, so a searched blend is never worse on OOF than its best member.
+equal-weight blend and optionally random starts (the loss is convex in the weights); `optuna` is a
+seeded TPE search. Both also try every single member and the equal-weight blend, so a searched blend
+is never worse on OOF than its best member.
 """
 from __future__ import annotations
 
@@ -196,8 +197,7 @@ def ablation_weights(problem: BlendProblem, weights: dict[str, float], settings:
             continue
         if settings["method"] in SEARCHED:
             sub = BlendProblem(kept, problem.predictions[[problem.members.index(m) for m in kept]], problem.truth)
-            ablated[dropped] = dict(zip(kept, slsqp_weights(sub, n_starts=settings.get("n_starts", N_STARTS),
-                                                            seed=settings.get("seed", 0)).tolist()))
+            ablated[dropped] = weights_for(sub, {**settings, "method": "slsqp"})
         elif sum(weights[m] for m in kept) > 0:
             ablated[dropped] = dict(zip(kept, _on_simplex([weights[m] for m in kept]).tolist()))
         else:
