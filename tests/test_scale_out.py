@@ -150,7 +150,8 @@ def test_the_tiny_config_on_a_real_slurm_cluster_equals_the_local_run(run, tmp_p
     workdir = tmp_path_factory.mktemp("slurm")
     try:
         with slurm_cluster.single_node_cluster(root / "cluster") as env:
-            env = {k: v for k, v in env.items() if k != "CUDA_VISIBLE_DEVICES"}
+            # SLURM's gres cards are faked: no CUDA behind them, which a real job would refuse
+            env = {**{k: v for k, v in env.items() if k != "CUDA_VISIBLE_DEVICES"}, "MOA_FAKE_GPUS": "2"}
             done = snakemake(workdir, TEST_CONFIG, "--profile", str(REPO / "profiles" / "slurm"),
                              "--slurm-init-seconds-before-status-checks", "2", "--jobs", "4",
                              "--slurm-logdir", str(root / "slurm_logs"), *SLURM_TARGETS, env=env, timeout=900)

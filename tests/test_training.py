@@ -8,7 +8,7 @@ from torch import nn
 
 from moa import metrics
 from moa.models.mlp import MLP, Dropout, MLPModel
-from moa.training import Device, NetworkTraining, batches, predict_network, seed_everything, train_network
+from moa.training import CardStandIn, Device, NetworkTraining, batches, predict_network, seed_everything, train_network
 
 SMALL_NET = {"hidden": [32], "dropout": [0.0, 0.0], "weight_norm": [True, False]}
 
@@ -251,18 +251,10 @@ def test_the_loop_trains_and_predicts_through_the_device_it_is_given():
     assert predictions.shape == (150, 2)
 
 
-class CpuAutocast(Device):
-    """bf16 autocast on the CPU: the precision a card would get, exercised where there is none."""
-
-    @property
-    def effective_precision(self) -> str:
-        return "bf16-mixed"
-
-
 def test_mixed_precision_reaches_the_forward_pass_and_predictions_stay_float32():
     x, y = separable()
     results = {}
-    for name, device in (("32", Device("cpu", "32")), ("bf16", CpuAutocast("cpu", "bf16-mixed")),
+    for name, device in (("32", Device("cpu", "32")), ("bf16", CardStandIn(precision="bf16-mixed")),
                          ("bf16 asked on cpu", Device("cpu", "bf16-mixed"))):
         seed_everything(0)
         model = MLPModel(SMALL_NET, epochs=3, batch_size=64)

@@ -7,7 +7,7 @@ import sys
 
 import pandas as pd
 
-from moa import collect, importer, io, schema, synth
+from moa import collect, devices, importer, io, schema, synth
 from moa.features.pipeline import FeaturePipeline
 
 
@@ -34,6 +34,16 @@ def _features(args) -> None:
 
 
 def _predict(args) -> None:
+    if args.device == "cuda":
+        # a card of its own, taken before torch starts CUDA, as a training job takes one
+        slot = devices.acquire(1, lock_dir=args.lock_dir)
+        if slot.card is None:
+            reason = ("no card is visible (CUDA_VISIBLE_DEVICES is empty)" if slot.how == "preset"
+                      else "this machine has no NVIDIA card")
+        else:
+            reason = devices.cuda_unavailable_reason()
+        if reason is not None:
+            raise ValueError(f"--device cuda, but {reason}")
     from moa import predict  # torch and the model families: only this command needs them
     from moa.training import Device
 
@@ -73,7 +83,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--features", required=True, help="feature CSV in the test_features.csv layout (plain or .zip)")
     r.add_argument("--out", required=True, help="output CSV in the submission layout")
     r.add_argument("--blend", help="blend to apply (default: the one the run submitted)")
-    r.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the networks predict (default: cpu)")
+    r.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where the networks predict (default: cpu); cuda takes a free GPU slot as training jobs do")
+    r.add_argument("--lock-dir", default=devices.DEFAULT_LOCK_DIR,
+                   help=f"folder of the GPU-slot lock files, as the run's gpus.lock_dir (default: {devices.DEFAULT_LOCK_DIR})")
     r.set_defaults(run=_predict)
     return p
 
@@ -85,6 +98,9 @@ def main(argv=None) -> int:
     except (schema.DataError, ValueError, FileNotFoundError) as error:
         print(f"moa {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except devices.CardOutOfMemory as error:
+        print(f"moa {args.command}: error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

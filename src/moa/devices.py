@@ -12,11 +12,18 @@ job calls `acquire` before anything touches CUDA:
   the lock with the last open descriptor).
 - no card at all: the CPU.
 
+A job that was given a card but finds no usable CUDA behind it stops at once (`NoUsableCard`) instead of
+training for hours on the CPU, unless the config opts in to that (`gpus.cpu_fallback`).
 `MOA_FAKE_GPUS=N` pretends the machine has N cards, so the locking can be exercised without one (the
-job then trains on the CPU, since torch finds no CUDA behind the card it was given).
+job then trains on the CPU: a faked card has no CUDA behind it, and that is expected).
+
+The allocator also exports `CUBLAS_WORKSPACE_CONFIG` before CUDA starts, which deterministic cuBLAS
+needs (`moa.training.Device` turns determinism on for a card); and `out_of_memory_explained` turns a
+card's out-of-memory error into a message that says which settings to lower.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -31,6 +38,16 @@ log = logging.getLogger(__name__)
 FAKE_GPUS_ENV = "MOA_FAKE_GPUS"
 DEFAULT_LOCK_DIR = ".snakemake/gpu_slots"
 NVIDIA_PROC = Path("/proc/driver/nvidia/gpus")
+# cuBLAS is deterministic only with a fixed workspace, read once when CUDA creates its first handle
+CUBLAS_WORKSPACE = ("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+class NoUsableCard(RuntimeError):
+    """A job was given a card but cannot use CUDA."""
+
+
+class CardOutOfMemory(RuntimeError):
+    """A card ran out of memory; the message names the settings that set how much is needed."""
 
 
 @dataclass
@@ -48,14 +65,41 @@ class Slot:
             os.close(self.lock_fd)
             self.lock_fd = None
 
-    def torch_device(self) -> str:
-        """"cuda" when a card was given and torch can use it, else "cpu". Call only after `acquire`:
-        the first CUDA query fixes which cards the process can see."""
+    def torch_device(self, cpu_fallback: bool = False) -> str:
+        """"cuda" when a card was given and torch can use it; "cpu" when none was given, the card is
+        faked (MOA_FAKE_GPUS) or `cpu_fallback` allows it (with a warning); otherwise `NoUsableCard`.
+        Call only after `acquire`: the first CUDA query fixes which cards the process can see."""
         if self.card is None:
             return "cpu"
-        import torch
+        reason = cuda_unavailable_reason()
+        if reason is None:
+            return "cuda"
+        if os.environ.get(FAKE_GPUS_ENV) is not None:
+            log.info("device: card %s is faked (%s): the job runs on the CPU", self.card, FAKE_GPUS_ENV)
+            return "cpu"
+        given = f"this job was given card {self.card} (CUDA_VISIBLE_DEVICES={self.card!r}) but cannot use CUDA: {reason}"
+        if cpu_fallback:
+            log.warning("device: %s; gpus.cpu_fallback is true, so it runs on the CPU", given)
+            return "cpu"
+        raise NoUsableCard(f"{given}. It stops now rather than train for hours on the CPU; fix the CUDA set-up "
+                           "(driver, a CUDA build of torch), or set gpus.cpu_fallback: true in the config to "
+                           "run such jobs on the CPU")
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
+
+def cuda_unavailable_reason() -> str | None:
+    """Why torch cannot use CUDA here, in words; None when it can."""
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    if torch.version.cuda is None:
+        return f"this torch ({torch.__version__}) is a CPU-only build"
+    try:
+        torch.cuda.init()
+    except Exception as error:  # torch raises RuntimeError or AssertionError, with the driver's words
+        return str(error).strip().splitlines()[0]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return f"torch sees no CUDA device (CUDA_VISIBLE_DEVICES={visible!r})"
 
 
 def count_cards() -> int:
@@ -110,6 +154,7 @@ def acquire(gpus: int, lock_dir=DEFAULT_LOCK_DIR, timeout: float | None = None,
         card = preset if preset.strip() not in ("", "-1") else None
         log.info("device: CUDA_VISIBLE_DEVICES=%r was set before the job started (SLURM or the user); "
                  "kept, no slot lock taken", preset)
+        os.environ.setdefault(*CUBLAS_WORKSPACE)
         return Slot(card=card, how="preset")
     n_cards = count_cards()
     if n_cards == 0:
@@ -123,6 +168,7 @@ def acquire(gpus: int, lock_dir=DEFAULT_LOCK_DIR, timeout: float | None = None,
         for card in jitter.sample(range(n_cards), n_cards):
             fd = try_lock(lock_dir, card)
             if fd is not None:
+                os.environ.setdefault(*CUBLAS_WORKSPACE)
                 os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
                 os.environ["CUDA_VISIBLE_DEVICES"] = str(card)
                 log.info("device: GPU slot %d of %d won (lock %s); CUDA_VISIBLE_DEVICES=%d",
@@ -137,3 +183,38 @@ def acquire(gpus: int, lock_dir=DEFAULT_LOCK_DIR, timeout: float | None = None,
             log.info("device: all %d GPU slots in %s busy for %.0f s, still waiting", n_cards, lock_dir, waited)
             last_report = time.monotonic()
         time.sleep(jitter.uniform(*retry_seconds))
+
+
+MEMORY_SETTINGS = ("batch_size", "virtual_batch_size", "inference_batch_size", "resolution", "precision")
+
+
+@contextlib.contextmanager
+def out_of_memory_explained(what: str, settings: dict):
+    """Turns torch's out-of-memory error inside the block into `CardOutOfMemory`, whose one-line
+    message names `what` ran out, the card's free and total memory, and the `settings` that set the
+    memory needed (those of MEMORY_SETTINGS, in that order), saying which to lower. Nothing is retried
+    with smaller batches: that would change the results."""
+    import torch
+
+    try:
+        yield
+    except torch.OutOfMemoryError as error:
+        raise CardOutOfMemory(out_of_memory_message(what, settings)) from error
+
+
+def out_of_memory_message(what: str, settings: dict) -> str:
+    import torch
+
+    try:
+        free, total = torch.cuda.mem_get_info()
+        card = f"{torch.cuda.get_device_name()}: {free / 2**30:.1f} GiB free of {total / 2**30:.1f} GiB"
+    except Exception:  # the error came from elsewhere than a usable card
+        card = "card memory unknown"
+    named = ", ".join(f"{key} = {settings[key]}" for key in MEMORY_SETTINGS if key in settings)
+    lower = [key for key in ("batch_size", "virtual_batch_size", "inference_batch_size", "resolution") if key in settings]
+    advice = f"lower {' or '.join(lower)}" if lower else "lower the batch size"
+    if settings.get("precision", "32") in ("32", 32):
+        advice += ", or train in bf16-mixed or 16-mixed"
+    return (f"{what} ran out of memory on the card ({card}) with {named or 'its default settings'}: {advice}, "
+            "or use a card with more memory. "
+            "Batches are never shrunk automatically, since that would change the results; a retry fails the same way")

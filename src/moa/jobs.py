@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from moa import io, metrics, models, schema, stacking
+from moa import devices, io, metrics, models, schema, stacking
 from moa.training import CPU, Device, seed_everything
 
 log = logging.getLogger(__name__)
@@ -111,8 +111,9 @@ def fit_fold(data: FoldData, arch: str, params: dict, seed: int, fold: int, devi
     valid_loss = metrics.log_loss(data.y_train[valid], oof)
     if not history:
         history = [{"epoch": 0, "train_loss": train_loss, "valid_loss": valid_loss, "lr": 0.0}]
+    precision = precision_used(model, device)
     log.info("seed %d fold %d on %s (precision %s): %d train rows, %d valid rows, valid log loss %.6f",
-             seed, fold, device.name, device.effective_precision, (~valid).sum(), valid.sum(), valid_loss)
+             seed, fold, device.name, precision, (~valid).sum(), valid.sum(), valid_loss)
     return FoldResult(
         oof=prediction_table(data.train_ids[valid], oof, data.target_names),
         test=prediction_table(data.test_ids, test, data.target_names),
@@ -120,9 +121,37 @@ def fit_fold(data: FoldData, arch: str, params: dict, seed: int, fold: int, devi
         history=pd.DataFrame(history),
         metrics={"seed": seed, "fold": fold, "n_train": int((~valid).sum()), "n_valid": int(valid.sum()),
                  "train_loss": train_loss, "valid_loss": valid_loss, "device": device.name,
-                 "precision": device.effective_precision,
+                 "precision": precision,
                  "seconds": round(time.perf_counter() - started, 3)},
     )
+
+
+def precision_used(model, device: Device) -> str:
+    """The precision the model really trained in: families that train in float32 whatever the config
+    asks (`trains_in_float32`) report "32"."""
+    if getattr(model, "trains_in_float32", False) and device.effective_precision != "32":
+        log.warning("%s trains in float32 only: precision %s does not apply to it",
+                    type(model).__name__, device.effective_precision)
+        return "32"
+    return device.effective_precision
+
+
+def memory_settings(model_entry: dict) -> dict:
+    """The settings of a model's config entry that set how much card memory its jobs need, defaults
+    included (those of `devices.MEMORY_SETTINGS` that its family has)."""
+    model = models.build(model_entry["arch"], model_entry.get("params", {}))
+    settings = {}
+    for source in (model, getattr(model, "training", None)):
+        settings.update({key: getattr(source, key) for key in devices.MEMORY_SETTINGS if hasattr(source, key)})
+    return {**settings, "precision": str(model_entry.get("precision", "32"))}
+
+
+def train_job(data: FoldData, name: str, model_entry: dict, seed: int, fold: int, device: Device = CPU) -> FoldResult:
+    """`fit_fold` for the config entry `model_entry` of model `name`; running out of card memory raises
+    `devices.CardOutOfMemory`, naming the model and the settings to lower."""
+    with devices.out_of_memory_explained(f"model {name} (seed {seed}, fold {fold}, on {device.name})",
+                                         memory_settings(model_entry)):
+        return fit_fold(data, model_entry["arch"], model_entry.get("params", {}), seed, fold, device)
 
 
 def prediction_table(ids, values, names) -> pd.DataFrame:

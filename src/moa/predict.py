@@ -7,6 +7,9 @@ meta sources' predictions of the same rows, quantile-transformed as in training 
 refitted on the source's collected train OOF, exactly as the training job fitted it). Controls are
 predicted 0 at every level, as in training, so predicting the run's own test file reproduces its
 submission.
+
+On a card each model predicts in the precision it trained in (its recipe's `precision`); the saved
+weights are read onto the CPU and one (seed, fold) model at a time is on the card.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from moa import blend, collect, importer, io, jobs, models, schema, stacking, submission
+from moa import blend, collect, devices, importer, io, jobs, models, schema, stacking, submission
 from moa.features.pipeline import FeaturePipeline
 from moa.training import CPU, Device
 
@@ -63,14 +66,15 @@ class RunArtefacts:
 
 class Predictor:
     """Predicts feature tables (validated, in the Kaggle layout) with a run's models and blends. Feature
-    sets and models are loaded once; each model's predictions of the current table are kept, so a
-    source shared by several stages or blend members is predicted once."""
+    sets and saved weights are loaded once (the weights on the CPU); each model's predictions of the
+    current table are kept, so a source shared by several stages or blend members is predicted once.
+    `device` says where the networks predict (its name; each model keeps its own precision)."""
 
     def __init__(self, results: str | Path, device: Device = CPU):
         self.artefacts = RunArtefacts(results)
         self.device = device
         self._pipelines: dict[str, FeaturePipeline] = {}
-        self._models: dict[str, list] = {}
+        self._states: dict[str, list] = {}
         self._predictions: dict[str, pd.DataFrame] = {}
         self._features: pd.DataFrame | None = None
 
@@ -88,10 +92,17 @@ class Predictor:
             recipe = self.artefacts.recipe(name)
             x = self._inputs(features, recipe)
             control = (features[schema.CP_TYPE] == schema.CONTROL).to_numpy()
+            device = self.device_for(recipe)
             tables = []
-            for model in self._fold_models(name, recipe):
-                predicted = np.where(control[:, None], 0.0, model.predict(x)).astype(np.float32)
-                tables.append(jobs.prediction_table(features[schema.ID].to_numpy(), predicted, recipe["target_names"]))
+            with devices.out_of_memory_explained(f"predicting model {name} on {device.name}",
+                                                 jobs.memory_settings(recipe)):
+                for state in self._fold_states(name, recipe):
+                    # one fold model at a time on the device: the next one replaces it
+                    model = models.build(recipe["arch"], recipe.get("params", {}))
+                    model.load_state_dict(state, device)
+                    predicted = np.where(control[:, None], 0.0, model.predict(x)).astype(np.float32)
+                    tables.append(jobs.prediction_table(features[schema.ID].to_numpy(), predicted, recipe["target_names"]))
+                    del model
             self._predictions[name] = collect.average_test(tables)
             log.info("%s: %d (seed, fold) models, %d rows", name, len(tables), len(features))
         return self._predictions[name]
@@ -116,17 +127,17 @@ class Predictor:
                              f"column {differ} ({len(x.columns)} built, {len(expected)} trained on)")
         return x.to_numpy(np.float32)
 
-    def _fold_models(self, name: str, recipe: dict) -> list:
-        if name not in self._models:
-            loaded = []
-            for seed in recipe["seeds"]:
-                for fold in range(recipe["n_folds"]):
-                    model = models.build(recipe["arch"], recipe.get("params", {}))
-                    state = torch.load(self.artefacts.fold_model(name, seed, fold), weights_only=True)
-                    model.load_state_dict(state, self.device)
-                    loaded.append(model)
-            self._models[name] = loaded
-        return self._models[name]
+    def device_for(self, recipe: dict) -> Device:
+        """The predictor's device in the precision the model trained in."""
+        return Device(self.device.name, str(recipe.get("precision", "32")))
+
+    def _fold_states(self, name: str, recipe: dict) -> list:
+        """The saved state of each (seed, fold) model, read onto the CPU."""
+        if name not in self._states:
+            self._states[name] = [torch.load(self.artefacts.fold_model(name, seed, fold), map_location="cpu",
+                                             weights_only=True)
+                                  for seed in recipe["seeds"] for fold in range(recipe["n_folds"])]
+        return self._states[name]
 
 
 def predict_file(results: str | Path, features_csv: str | Path, blend_name: str | None = None,

@@ -13,7 +13,9 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import random
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +30,13 @@ PRECISIONS = {"32": "32-true", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed
 @dataclass(frozen=True)
 class Device:
     """Where a network trains: `name` is "cpu" or "cuda" (the job's one visible card); `precision` is
-    one of PRECISIONS and applies on a card only: CPU runs stay float32, as they were tuned."""
+    one of PRECISIONS and applies on a card only: CPU runs stay float32, as they were tuned.
+
+    Under a mixed precision the inputs reach the module in float32 and only the operations autocast
+    chooses run in half precision; under `16-mixed` the loss is scaled, and a step whose gradients are
+    not finite is skipped (the scale halves) instead of applied. On a card every run is deterministic:
+    cuDNN's deterministic kernels, no autotuning, PyTorch's deterministic algorithms where they exist
+    (a warning where an operation has none)."""
 
     name: str = "cpu"
     precision: str = "32"
@@ -43,14 +51,78 @@ class Device:
     def effective_precision(self) -> str:
         return str(self.precision) if self.name == "cuda" else "32"
 
+    @property
+    def scales_loss(self) -> bool:
+        return self.effective_precision == "16-mixed"
+
+    def activate(self) -> torch.device:
+        """The torch device, ready: a card must be usable (else RuntimeError with the reason), and runs on
+        it are made deterministic."""
+        if self.name == "cuda":
+            from moa.devices import cuda_unavailable_reason
+
+            reason = cuda_unavailable_reason()
+            if reason is not None:
+                raise RuntimeError(f"device cuda asked for, but {reason}")
+            make_cuda_deterministic()
+        return torch.device(self.name)
+
     def fabric(self):
         # imported here: it costs seconds, and models that train no network never need it
         from lightning_fabric import Fabric
         from lightning_fabric.plugins.environments import LightningEnvironment
 
-        precision = PRECISIONS[self.effective_precision]
+        self.activate()
+        precision = self.effective_precision
         # one process, one device: the explicit environment stops Fabric reading SLURM's variables
-        return Fabric(accelerator=self.name, devices=1, precision=precision, plugins=[LightningEnvironment()])
+        plugins = [LightningEnvironment()]
+        if precision == "32":
+            return Fabric(accelerator=self.name, devices=1, precision=PRECISIONS[precision], plugins=plugins)
+        scaler = torch.amp.GradScaler(self.name) if self.scales_loss else None
+        plugins.append(float32_inputs_precision(PRECISIONS[precision], self.name, scaler))
+        return Fabric(accelerator=self.name, devices=1, plugins=plugins)
+
+
+@dataclass(frozen=True)
+class CardStandIn(Device):
+    """The CPU running `precision` as a card would: its autocast and, under 16-mixed, the real loss
+    scaler (torch.amp.GradScaler("cpu")). For exercising a card's code paths where there is none; a
+    plain CPU `Device` always trains in float32."""
+
+    name: str = "cpu"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.name != "cpu":
+            raise ValueError(f"CardStandIn runs on the cpu, got {self.name!r}")
+
+    @property
+    def effective_precision(self) -> str:
+        return str(self.precision)
+
+
+def float32_inputs_precision(precision: str, device: str, scaler):
+    """Fabric's mixed-precision plugin without its cast of every floating input to the half type, which
+    would round raw profiles before the first BatchNorm or the DeepInsight scaler sees them: inputs reach
+    the module in float32, and autocast alone decides which operations run in half precision."""
+    from lightning_fabric.plugins.precision import MixedPrecision
+
+    class Float32InputsMixedPrecision(MixedPrecision):
+        def convert_input(self, data):
+            return data
+
+    return Float32InputsMixedPrecision(precision, device, scaler)
+
+
+def make_cuda_deterministic() -> None:
+    """The same config on the same card type gives the same numbers: cuBLAS's fixed workspace (the slot
+    allocator exports it before CUDA starts; set here too for a process that took no slot), cuDNN's
+    deterministic kernels without autotuning, and PyTorch's deterministic algorithms, warning only where
+    an operation has none on CUDA (timm's average pooling backward)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 CPU = Device()
@@ -124,7 +196,9 @@ class NetworkTraining:
         y = smooth_labels(y, self.smoothing)
         return y.clamp(*self.clip_targets) if self.clip_targets else y
 
-    def optimiser_for(self, parameters) -> torch.optim.Optimizer:
+    def optimiser_for(self, parameters, fused: bool = True) -> torch.optim.Optimizer:
+        """The recipe's optimiser; `fused` lets Adam use its fused kernel (not where gradients are clipped
+        under loss scaling: the fused step unscales inside its kernel, too late to clip)."""
         if self.optimiser == "radam":
             return torch.optim.RAdam(parameters, lr=self.lr, weight_decay=self.weight_decay)
         if self.optimiser == "adadelta":
@@ -133,7 +207,7 @@ class NetworkTraining:
         lr = self.max_lr / self.div_factor if self.schedule == "one_cycle" else self.lr
         # the fused kernel updates all parameters in one pass: ~8x faster than the default step on CPU,
         # where a 2048-wide MLP's Adam step otherwise costs a third of a batch's forward + backward
-        return torch.optim.Adam(parameters, lr=lr, weight_decay=self.weight_decay, fused=True)
+        return torch.optim.Adam(parameters, lr=lr, weight_decay=self.weight_decay, fused=fused)
 
     def per_batch_schedule(self, optimiser, n_rows: int):
         """The OneCycle schedule, planned for the batches `batches` yields; None for the other schedules."""
@@ -201,7 +275,8 @@ def train_network(module: nn.Module, x_train, y_train, x_valid, y_valid, recipe:
     has_valid = x_valid is not None and len(x_valid) > 0
     if has_valid:
         xv, yv = fabric.to_device(as_tensor(x_valid)), fabric.to_device(as_tensor(y_valid))
-    optimiser = recipe.optimiser_for([p for p in module.parameters() if p.requires_grad])
+    clip_scaled = device.scales_loss and recipe.gradient_clip is not None
+    optimiser = recipe.optimiser_for([p for p in module.parameters() if p.requires_grad], fused=not clip_scaled)
     schedule = recipe.per_batch_schedule(optimiser, len(x))
     per_epoch = recipe.per_epoch_schedule(optimiser)
     loss_fn = nn.BCEWithLogitsLoss()
@@ -224,16 +299,21 @@ def train_network(module: nn.Module, x_train, y_train, x_valid, y_valid, recipe:
             loss = loss_fn(model(inputs), y[index])
             fabric.backward(loss)
             if recipe.gradient_clip is not None:
-                fabric.clip_gradients(model, optimiser, max_norm=recipe.gradient_clip)
+                # under loss scaling a non-finite gradient is an overflow the scaler handles (it skips
+                # the step and lowers the scale); without scaling it means the run diverged
+                fabric.clip_gradients(model, optimiser, max_norm=recipe.gradient_clip,
+                                      error_if_nonfinite=not device.scales_loss)
             optimiser.step()
             if schedule is not None and schedule.last_epoch + 1 < schedule.total_steps:
-                schedule.step()
+                step_schedule(schedule)
             # summed on the device: a float() per batch would wait for the card every step
             total += loss.detach().double() * len(index)
             seen += len(index)
             if bar is not None:
                 bar.update(1)
         record = {"epoch": epoch, "train_loss": float(total) / max(seen, 1), "lr": optimiser.param_groups[0]["lr"]}
+        if device.scales_loss:
+            record["loss_scale"] = fabric.strategy.precision.scaler.get_scale()
         if has_valid:
             record["valid_loss"] = evaluate(model, xv, yv, loss_fn, recipe.inference_batch_size)
             record["improved"] = record["valid_loss"] < best_loss - recipe.min_delta
@@ -242,9 +322,9 @@ def train_network(module: nn.Module, x_train, y_train, x_valid, y_valid, recipe:
             else:
                 since_best += 1
         if isinstance(per_epoch, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            per_epoch.step(record.get("valid_loss", record["train_loss"]))
+            step_schedule(per_epoch, record.get("valid_loss", record["train_loss"]))
         elif per_epoch is not None:
-            per_epoch.step()
+            step_schedule(per_epoch)
         history.append(record)
         log.info("epoch %d: %s", epoch, {k: round(float(v), 6) for k, v in record.items() if k != "epoch"})
         if recipe.early_stopping is not None and since_best >= max(recipe.early_stopping, 1):
@@ -254,6 +334,14 @@ def train_network(module: nn.Module, x_train, y_train, x_valid, y_valid, recipe:
     if best_state is not None:
         module.load_state_dict(best_state)
     return history
+
+
+def step_schedule(schedule, *args) -> None:
+    # the loss scaler skips the optimiser's step after an overflow, which PyTorch mistakes for stepping
+    # the schedule before the optimiser; the schedule rightly moves on either way
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)` before", UserWarning)
+        schedule.step(*args)
 
 
 def progress_bar(recipe: NetworkTraining, n_rows: int):

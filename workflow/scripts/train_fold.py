@@ -7,8 +7,9 @@ from moa.training import Device
 logs.to_file(snakemake.log[0])
 model = snakemake.params.model
 # before anything asks torch about CUDA: the first query fixes which cards this process sees
-lock_dir = snakemake.config.get("gpus", {}).get("lock_dir", devices.DEFAULT_LOCK_DIR)
-slot = devices.acquire(snakemake.resources.gpu, lock_dir=lock_dir)
+gpus = snakemake.config.get("gpus", {})
+slot = devices.acquire(snakemake.resources.gpu, lock_dir=gpus.get("lock_dir", devices.DEFAULT_LOCK_DIR))
+device = Device(slot.torch_device(cpu_fallback=gpus.get("cpu_fallback", False)), str(model.get("precision", "32")))
 torch.set_num_threads(snakemake.threads)
 optional = {k: pd.read_parquet(snakemake.input[k]) for k in ("model_train", "model_test", "pretrain_targets")
             if k in snakemake.input.keys()}
@@ -26,7 +27,6 @@ data = jobs.load_fold_data(
     base_features=model.get("base_features", True),
     **optional,
 )
-device = Device(slot.torch_device(), str(model.get("precision", "32")))
-result = jobs.fit_fold(data, model["arch"], model.get("params", {}),
-                       int(snakemake.wildcards.seed), int(snakemake.wildcards.fold), device)
+result = jobs.train_job(data, snakemake.wildcards.model, model, int(snakemake.wildcards.seed),
+                        int(snakemake.wildcards.fold), device)
 jobs.write_fold_result(result, **snakemake.output)

@@ -98,8 +98,9 @@ class DeepInsightNet(nn.Module):
     """Raw feature rows -> log scaler -> image -> backbone -> head -> logits."""
 
     def __init__(self, minimum, maximum, pixels, resolution: int, backbone: nn.Module, n_out: int,
-                 head_width: int = 512):
+                 head_width: int = 512, channels_last: bool = False):
         super().__init__()
+        self.channels_last = channels_last
         self.register_buffer("minimum", torch.as_tensor(minimum, dtype=torch.float32))
         self.register_buffer("maximum", torch.as_tensor(maximum, dtype=torch.float32))
         self.render = Renderer(pixels, resolution)
@@ -107,9 +108,12 @@ class DeepInsightNet(nn.Module):
         self.backbone = backbone
         self.head = nn.Sequential(goog_linear(backbone.num_features, head_width), nn.ELU(),
                                   goog_linear(head_width, n_out))
+        if channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
 
     def images(self, x: torch.Tensor) -> torch.Tensor:
-        return self.render(log_scale(x, self.minimum, self.maximum))
+        images = self.render(log_scale(x, self.minimum, self.maximum))
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(self.images(x)))
@@ -119,20 +123,23 @@ class DeepInsightModel:
     """arch `deepinsight`: the fold's scaler and feature map fitted on its training rows, then the network
     trained through the one training loop with swap noise. `backbone`/`backbone_args` name the timm
     backbone, `pretrained_path` a local state dict of it (null: from scratch), `resolution` the image
-    side, `feature_map` the t-SNE's arguments, `swap_noise` its probability and share; everything else is
-    the training recipe, with the write-up's CNN settings as defaults. Columns named `cp_*` (the
+    side, `feature_map` the t-SNE's arguments, `swap_noise` its probability and share, `channels_last` the
+    memory layout of images and backbone (the same numbers up to rounding; on a card under mixed precision
+    it may be faster, which `bench/gpu.py` measures); everything else is the training recipe, with the
+    write-up's CNN settings as defaults. Columns named `cp_*` (the
     treatment codes) are never swapped."""
 
     def __init__(self, backbone: str = "tf_efficientnet_b3", backbone_args: dict | None = None,
                  pretrained_path: str | None = None, resolution: int = 300, head_width: int = 512,
                  feature_map: dict | None = None, swap_noise: dict | None = None, output_bias: str = "default",
-                 **training):
+                 channels_last: bool = False, **training):
         check_output_bias("deepinsight", output_bias)
         if pretrained_path is not None and not Path(pretrained_path).is_file():
             raise ValueError(f"deepinsight: pretrained_path {pretrained_path} is not a file")
         self.backbone, self.backbone_args = backbone, dict(backbone_args or {})
         check_backbone(backbone)  # an unknown name fails here, not after the t-SNE
         self.pretrained_path, self.resolution, self.head_width = pretrained_path, resolution, head_width
+        self.channels_last = channels_last
         self.feature_map = dict(feature_map or {})
         FeatureMap(resolution, **self.feature_map)
         self.swap_noise = SwapNoise(**(swap_noise or {}))
@@ -155,7 +162,8 @@ class DeepInsightModel:
         backbone = build_backbone(self.backbone, self.backbone_args)
         if pretrained and self.pretrained_path is not None:
             load_pretrained(backbone, self.pretrained_path)
-        return DeepInsightNet(minimum, maximum, pixels, self.resolution, backbone, self.shape_[1], self.head_width)
+        return DeepInsightNet(minimum, maximum, pixels, self.resolution, backbone, self.shape_[1], self.head_width,
+                              self.channels_last)
 
     def fit(self, x_train, y_train, x_valid=None, y_valid=None, device: Device = CPU) -> list[dict]:
         """Fit the scaler and feature map on the training rows, then train on `device`."""

@@ -27,6 +27,8 @@ class StandardisedLinear(nn.Module):
 
 
 class LinearModel:
+    trains_in_float32 = True  # L-BFGS's line search needs the precision, on a card too
+
     def __init__(self, l2: float = 1e-3, epochs: int = 5, iterations_per_epoch: int = 20,
                  smoothing: float = 0.001, batch_size: int = 4096):
         self.l2, self.epochs, self.iterations_per_epoch = l2, epochs, iterations_per_epoch
@@ -37,9 +39,10 @@ class LinearModel:
     def fit(self, x_train, y_train, x_valid=None, y_valid=None, device: Device = CPU) -> list[dict]:
         """Full-batch L-BFGS on `device`, always in float32 (its line search needs the precision)."""
         self.device = device
-        x = as_tensor(x_train).to(device.name)
-        y = as_tensor(y_train).to(device.name) * (1 - self.smoothing) + 0.5 * self.smoothing
-        self.module = StandardisedLinear(x.shape[1], y.shape[1]).to(device.name)
+        on = device.activate()
+        x = as_tensor(x_train).to(on)
+        y = as_tensor(y_train).to(on) * (1 - self.smoothing) + 0.5 * self.smoothing
+        self.module = StandardisedLinear(x.shape[1], y.shape[1]).to(on)
         self.module.mean.copy_(x.mean(0))
         self.module.scale.copy_(x.std(0).clamp_min(1e-6))
         optimiser = torch.optim.LBFGS(self.module.parameters(), max_iter=self.iterations_per_epoch,
@@ -77,5 +80,5 @@ class LinearModel:
         n_out, n_in = state["linear.weight"].shape
         self.module = StandardisedLinear(n_in, n_out)
         self.module.load_state_dict(state)
-        self.module.to(device.name)
+        self.module.to(device.activate())
         self.device = device

@@ -53,24 +53,28 @@ class VectorisedEmbeddings(tab_network.EmbeddingGenerator):
             return
         self.post_embed_dim = int(input_dim + np.sum(cat_emb_dims) - len(cat_emb_dims))
         self.embeddings = torch.nn.ModuleList(torch.nn.Embedding(n, width) for n, width in zip(cat_dims, cat_emb_dims))
-        self.continuous_idx = torch.ones(input_dim, dtype=torch.bool)
-        self.continuous_idx[cat_idxs] = False
+        continuous = torch.ones(input_dim, dtype=torch.bool)
+        continuous[cat_idxs] = False
         self.categorical_columns = sorted(int(i) for i in cat_idxs)
         widths = torch.ones(input_dim, dtype=torch.long)
         widths[self.categorical_columns] = torch.as_tensor(cat_emb_dims, dtype=torch.long)
         source = torch.repeat_interleave(torch.arange(input_dim), widths)  # the input behind each output
         self.embedding_group_matrix = (group_matrix[:, source] / widths[source].to(group_matrix)).to(group_matrix.device)
         ends = torch.cumsum(widths, 0)
-        self.continuous_positions = (ends - 1)[self.continuous_idx].tolist()
-        self.embedded_positions = [list(range(int(ends[i] - widths[i]), int(ends[i]))) for i in self.categorical_columns]
+        # buffers (not saved): they move with the network, so no forward pass copies an index to the card
+        self.register_buffer("continuous_idx", continuous, persistent=False)
+        self.register_buffer("continuous_positions", (ends - 1)[continuous], persistent=False)
+        for k, column in enumerate(self.categorical_columns):
+            self.register_buffer(f"embedded_positions_{k}", torch.arange(int(ends[column] - widths[column]), int(ends[column])),
+                                 persistent=False)
 
     def forward(self, x):
         if self.skip_embedding:
             return x
         out = x.new_empty((len(x), self.post_embed_dim), dtype=torch.float32)
         out[:, self.continuous_positions] = x[:, self.continuous_idx].float()
-        for embedding, column, positions in zip(self.embeddings, self.categorical_columns, self.embedded_positions):
-            out[:, positions] = embedding(x[:, column].long())
+        for k, (embedding, column) in enumerate(zip(self.embeddings, self.categorical_columns)):
+            out[:, getattr(self, f"embedded_positions_{k}")] = embedding(x[:, column].long())
         return out
 
 
@@ -101,7 +105,10 @@ class TabNetModel:
     trained on logits with a label-smoothed BCE and early-stopped on the smoothed validation log loss,
     and `predict` returns probabilities. `output_bias: prior` (not in the write-up, whose last layer has no
     bias) adds a bias to the last layer started at each target's training rate, as the MLP's does: on
-    small data TabNet otherwise spends its first epochs learning that most targets are rare."""
+    small data TabNet otherwise spends its first epochs learning that most targets are rare. It trains
+    in float32 whatever precision the config asks; on a card its batches come from pinned memory."""
+
+    trains_in_float32 = True  # pytorch-tabnet's own loop has no mixed precision
 
     def __init__(self, n_d: int = 32, n_a: int = 32, n_steps: int = 1, gamma: float = 1.3,
                  mask_type: str = "entmax", lambda_sparse: float = 0.0, cat_emb_dim: int = 1,
@@ -161,6 +168,7 @@ class TabNetModel:
         x_train, y_train = np.asarray(x_train, np.float32), np.asarray(y_train, np.float32)
         self.shape_ = (x_train.shape[1], y_train.shape[1])
         # the job seeded torch; TabNet reseeds it from this draw, so the run follows the job's seed
+        device.activate()
         bias = prior_logits(smooth_labels(torch.from_numpy(y_train), self.smoothing))
         self.regressor = self._regressor(int(torch.randint(0, 2**31 - 1, (1,))), device, *self.categorical_inputs(),
                                          output_bias=bias)
@@ -186,7 +194,7 @@ class TabNetModel:
             eval_metric=[metric] if eval_set else None, loss_fn=self._loss,
             max_epochs=self.epochs, patience=self.patience if eval_set else 0,
             batch_size=self.batch_size, virtual_batch_size=self.virtual_batch_size, num_workers=0,
-            drop_last=False, pin_memory=False, compute_importance=False)
+            drop_last=False, pin_memory=self.regressor.device_name == "cuda", compute_importance=False)
 
     def predict(self, x) -> np.ndarray:
         if self.regressor is None:
@@ -202,6 +210,7 @@ class TabNetModel:
 
     def load_state_dict(self, state: dict, device: Device = CPU) -> None:
         self.shape_ = tuple(int(v) for v in state["shape"])
+        device.activate()
         # the saved weights overwrite the bias; only the layer's shape matters here
         self.regressor = self._regressor(int(state["seed"]), device, state["cat_idxs"].tolist(),
                                          state["cat_dims"].tolist(), output_bias=torch.zeros(self.shape_[1]))

@@ -219,7 +219,7 @@ class TwoHeadsModel:
             raise ValueError(f"two_heads: holdout must be a share in (0, 1), got {holdout}")
         self.inputs_config = {"n_gene_components": n_gene_components, "n_cell_components": n_cell_components,
                               "ttest_quantile": ttest_quantile}
-        self.last_width = last_width
+        self.last_width, self.batch_size = last_width, batch_size
         self.holdout, self.fine_tune_rounds, self.output_bias = holdout, fine_tune_rounds, output_bias
         self.inference_batch_size = inference_batch_size
         self.phases = {
