@@ -305,7 +305,7 @@ def train_network(module: nn.Module, x_train, y_train, x_valid, y_valid, recipe:
                                       error_if_nonfinite=not device.scales_loss)
             optimiser.step()
             if schedule is not None and schedule.last_epoch + 1 < schedule.total_steps:
-                step_schedule(schedule)
+                step_schedule(schedule, device.scales_loss)
             # summed on the device: a float() per batch would wait for the card every step
             total += loss.detach().double() * len(index)
             seen += len(index)
@@ -322,9 +322,9 @@ def train_network(module: nn.Module, x_train, y_train, x_valid, y_valid, recipe:
             else:
                 since_best += 1
         if isinstance(per_epoch, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            step_schedule(per_epoch, record.get("valid_loss", record["train_loss"]))
+            step_schedule(per_epoch, device.scales_loss, record.get("valid_loss", record["train_loss"]))
         elif per_epoch is not None:
-            step_schedule(per_epoch)
+            step_schedule(per_epoch, device.scales_loss)
         history.append(record)
         log.info("epoch %d: %s", epoch, {k: round(float(v), 6) for k, v in record.items() if k != "epoch"})
         if recipe.early_stopping is not None and since_best >= max(recipe.early_stopping, 1):
@@ -336,7 +336,10 @@ def train_network(module: nn.Module, x_train, y_train, x_valid, y_valid, recipe:
     return history
 
 
-def step_schedule(schedule, *args) -> None:
+def step_schedule(schedule, scales_loss: bool, *args) -> None:
+    if not scales_loss:
+        schedule.step(*args)
+        return
     # the loss scaler skips the optimiser's step after an overflow, which PyTorch mistakes for stepping
     # the schedule before the optimiser; the schedule rightly moves on either way
     with warnings.catch_warnings():
