@@ -237,7 +237,8 @@ def family_rows(device_name: str, steps: int, smoke: bool) -> list[dict]:
             except Exception as error:
                 row = {"family": name, "precision": precision, "failed": failure(error)}
             rows.append(row)
-            print(f"  {name}, {precision}: {row.get('s / step', 'FAILED')}", flush=True)
+            done = f"{row['s / step']:.4f} s / step" if "s / step" in row else f"FAILED ({row['failed']})"
+            print(f"  {name}, {precision}: {done}", flush=True)
     return rows
 
 
