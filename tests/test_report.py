@@ -174,3 +174,19 @@ def test_figures_are_pngs_even_with_undefined_correlations_and_a_failing_model(t
     for name in ["heat.png", "scores.png", "curves.png"]:
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png", "heat.png", "scores.png"]
+
+
+def test_the_score_chart_plots_ratios_to_the_prior_on_an_axis_fitted_to_them(tmp_path):
+    from moa import plots
+
+    table = pd.DataFrame({"oof_treated": [0.020, 0.0150, 0.0155, 0.0120, 0.7],
+                          "test_new": [0.021, 0.0170, 0.0160, 0.0130, 0.7]},
+                         index=["prior", "mlp", "blend", "oracle", "broken"])
+    low, high = plots.score_chart(table, tmp_path / "scores.png", baseline="prior", oracle="oracle")
+    # the oracle's 0.6 and the prior's 1.0 bound the axis, padded by 6% of the span; the broken model
+    # (35x the prior) is drawn at the 1.5 cap instead of stretching the axis
+    span = plots.RATIO_CAP - 0.6
+    assert (low, high) == pytest.approx((0.6 - 0.06 * span, plots.RATIO_CAP + 0.06 * span))
+    low, high = plots.score_chart(table.drop("broken"), tmp_path / "scores.png", baseline="prior", oracle="oracle")
+    assert (low, high) == pytest.approx((0.6 - 0.024, 1.0 + 0.024))
+    assert (tmp_path / "scores.png").read_bytes()[:4] == b"\x89PNG"

@@ -60,28 +60,45 @@ def learning_curves(histories: dict[str, pd.DataFrame], path, title: str) -> Non
     save(figure, path)
 
 
-def score_chart(table: pd.DataFrame, path, baseline: str | None = None, oracle: str | None = None) -> None:
-    """Horizontal bars of each row's treated-row log loss (OOF, and the test rows of new and of known drugs
-    when their truth is known), with the baseline and the oracle as vertical lines."""
+RATIO_CAP = 1.5  # a model this far above the baseline is failing: it is drawn at the edge, with its value
+
+
+def score_chart(table: pd.DataFrame, path, baseline: str | None = None, oracle: str | None = None) -> tuple[float, float]:
+    """One dot per model or blend and per part (treated OOF rows, the treated test rows of new drugs and,
+    where scored, of known drugs): its log loss as a ratio to the baseline's (1 = the baseline, dotted;
+    lower is better), the oracle's ratios as dashed lines. The axis spans the dots and the oracle; a dot
+    above RATIO_CAP x the baseline sits at the edge with its value. Without the baseline in the table,
+    absolute log losses on an axis fitted the same way. Returns the axis limits."""
     parts = [c for c in ("oof_treated", "test_new", "test_known") if c in table]
-    rows = [n for n in table.index if n != oracle]
-    # a badly failing model would squash every other bar: the axis stops at twice the baseline
-    limit = 2 * table.loc[baseline, parts].max() if baseline in table.index else table[parts].max().max()
-    figure, axes = plt.subplots(figsize=(7, 1 + 0.45 * len(rows) * len(parts)))
-    height = 0.8 / len(parts)
-    for k, part in enumerate(parts):
-        positions = np.arange(len(rows)) + k * height
-        values = table.loc[rows, part].to_numpy(dtype=float)
-        axes.barh(positions, np.minimum(values, limit), height=height, label=part)
-        for position, value in zip(positions, values):
-            if value > limit:
-                axes.text(limit, position, f" {value:.3g} >", ha="right", va="center", fontsize=7, color="white")
-        for name, style in ((baseline, ":"), (oracle, "--")):
-            if name in table.index:
-                axes.axvline(table.loc[name, part], ls=style, color=f"C{k}", lw=1)
-    axes.set_xlim(0, limit)
-    axes.set_yticks(np.arange(len(rows)) + 0.4 - height / 2, rows)
-    axes.invert_yaxis()
-    axes.set_xlabel("log loss, treated rows (dotted: baseline, dashed: oracle)")
-    axes.legend(fontsize=8)
+    relative = baseline in table.index
+    values = table[parts] / table.loc[baseline, parts] if relative else table[parts]
+    rows = [n for n in table.index if n not in (baseline, oracle)]
+    shown = values.loc[rows].to_numpy(dtype=float)
+    cap = RATIO_CAP if relative else np.inf
+    spanned = [v for v in shown.ravel() if np.isfinite(v)] + ([1.0] if relative else [])
+    if oracle in table.index:
+        spanned += [v for v in values.loc[oracle].to_numpy(dtype=float) if np.isfinite(v)]
+    low, high = min(spanned), min(max(spanned), cap)
+    pad = 0.06 * (high - low) or 0.01 * high
+    limits = (low - pad, high + pad)
+    figure, axes = plt.subplots(figsize=(7, 1 + 0.32 * len(rows)))
+    offsets = np.linspace(-0.2, 0.2, len(parts)) if len(parts) > 1 else [0.0]
+    for k, (part, offset) in enumerate(zip(parts, offsets)):
+        column = shown[:, k]
+        axes.plot(np.minimum(column, cap), np.arange(len(rows)) + offset, "o", color=f"C{k}", label=part, ms=5)
+        for position, value in zip(np.arange(len(rows)) + offset, column):
+            if value > cap:
+                axes.text(cap, position, f"{value:.3g} > ", ha="right", va="center", fontsize=7, color=f"C{k}")
+        if oracle in table.index:
+            axes.axvline(values.loc[oracle, part], ls="--", color=f"C{k}", lw=1)
+    if relative:
+        axes.axvline(1.0, ls=":", color="grey", lw=1)
+    axes.set_xlim(*limits)
+    axes.set_yticks(np.arange(len(rows)), rows)
+    axes.set_ylim(len(rows) - 0.5, -0.5)
+    axes.grid(axis="x", alpha=0.3)
+    unit = f"log loss / {baseline}'s (dotted: {baseline}" if relative else "log loss (treated rows"
+    axes.set_xlabel(f"{unit}; dashed: oracle; lower is better)")
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     save(figure, path)
+    return limits

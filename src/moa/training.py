@@ -372,7 +372,10 @@ class LogStream:
 
 @torch.no_grad()
 def evaluate(module: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, batch_size: int) -> float:
-    """Loss against the hard labels, as the write-up selected checkpoints."""
+    """Mean binary cross-entropy of the module's logits against `y` as given. The loop passes the hard
+    labels (neither smoothed nor clipped), so the epoch it keeps is the one with the lowest validation
+    log loss on the real labels: this project's rule (the original 3-stage script scores its stages 1
+    and 3 against clipped targets)."""
     module.eval()
     # summed on the device, in float64 as a Python sum was: one synchronisation per evaluation
     total = torch.zeros((), dtype=torch.float64, device=x.device)
