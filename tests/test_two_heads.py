@@ -156,7 +156,47 @@ def test_without_pre_training_targets_the_scored_head_trains_from_scratch():
     ({"phases": {"pretrian": {}}}, "unknown phase 'pretrian'; known: pretrain, transfer, frozen, unfrozen"),
     ({"holdout": 0}, r"holdout must be a share in \(0, 1\), got 0"),
     ({"output_bias": "zero"}, "two_heads: output_bias must be one of default, prior, got 'zero'"),
+    ({"early_stopping_rows": "valid"}, "two_heads: early_stopping_rows must be one of holdout, validation, got 'valid'"),
 ])
 def test_bad_parameters_are_refused_by_name(params, message):
     with pytest.raises(ValueError, match=message):
         TwoHeadsModel(**params)
+
+
+def test_with_validation_stopping_every_phase_fits_all_training_rows_and_none_fits_a_validation_row():
+    data = learnable()
+    result = fit(data, early_stopping_rows="validation")
+    assert list(result.model.phase_rows_) == ["pretrain", "transfer", "frozen", "unfrozen"]
+    training = data.train_ids[data.fold_of != 0]
+    validation = set(data.train_ids[data.fold_of == 0])
+    for phase, used in result.model.phase_rows_.items():
+        assert set(training[used["fit"]]) == set(training) and not set(training[used["fit"]]) & validation, phase
+        assert used["stop"] is None, phase   # stops on the validation fold
+    # each phase's validation loss is the job's own: the transfer phase's last kept epoch scores the OOF rows
+    valid = data.fold_of == 0
+    oof = result.oof.drop(columns=schema.ID).to_numpy()
+    prior = np.broadcast_to(data.y_train[~valid].mean(0), oof.shape)
+    assert metrics.log_loss(data.y_train[valid], oof) < 0.8 * metrics.log_loss(data.y_train[valid], prior)
+
+
+def test_validation_stopping_uses_the_validation_labels_and_holdout_stopping_does_not():
+    data = learnable(600)
+    valid = data.fold_of == 0
+    flipped = jobs.FoldData(**{**vars(data)})
+    flipped.y_train, flipped.y_pretrain = data.y_train.copy(), data.y_pretrain.copy()
+    flipped.y_train[valid], flipped.y_pretrain[valid] = 1 - data.y_train[valid], 1 - data.y_pretrain[valid]
+    for rows, changes in (("holdout", False), ("validation", True)):
+        a = fit(data, early_stopping_rows=rows).test.drop(columns=schema.ID).to_numpy()
+        b = fit(flipped, early_stopping_rows=rows).test.drop(columns=schema.ID).to_numpy()
+        assert (not np.array_equal(a, b)) == changes, rows
+
+
+def test_a_phase_that_keeps_its_incoming_weights_says_so(caplog):
+    data = learnable(300)
+    phases = {**TINY["phases"], "frozen": {"epochs": 2, "min_delta": 1.0}}   # no epoch can improve by 1.0
+    with caplog.at_level("INFO", logger="moa.models.two_heads"):
+        fit(data, phases=phases)
+    frozen = [r.getMessage() for r in caplog.records if r.getMessage().startswith("frozen:")]
+    assert len(frozen) == 1 and frozen[0].startswith("frozen: 2 epochs, none better than the incoming weights on "
+                                                     "the holdout rows")
+    assert frozen[0].endswith("kept the incoming weights")

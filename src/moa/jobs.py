@@ -101,7 +101,8 @@ def fit_fold(data: FoldData, arch: str, params: dict, seed: int, fold: int, devi
     if hasattr(model, "use_feature_names"):
         model.use_feature_names(data.feature_names)
     if hasattr(model, "use_pretraining_targets"):
-        model.use_pretraining_targets(None if data.y_pretrain is None else data.y_pretrain[~valid])
+        model.use_pretraining_targets(*((None, None) if data.y_pretrain is None
+                                        else (data.y_pretrain[~valid], data.y_pretrain[valid])))
     history = model.fit(data.x_train[~valid], data.y_train[~valid], data.x_train[valid], data.y_train[valid],
                         device=device)
     oof = model.predict(data.x_train[valid])

@@ -8,9 +8,11 @@ Every fitted step (scalers, PCAs, the t-test selection) is fitted on the fold's 
 with the model as plain arrays, so the job's `model.pt` alone predicts new rows.
 
 Honest CV, where the original was not (spec §15 items 6-7, §16):
-- no phase fits or early-stops on the validation fold: every phase fits on the fold's training rows
-  less a held-out share (`holdout`, 10% by default) and early-stops on that share, so the validation
-  fold's rows reach the model only to be predicted;
+- no phase fits on a validation row. Where the phases early-stop is `early_stopping_rows`: `holdout`
+  (default) fits every phase on the fold's training rows less a held-out share (`holdout`, 10%) and
+  stops on that share, so the validation fold's rows reach the model only to be predicted;
+  `validation` fits every phase on all the fold's training rows and stops on the validation fold, the
+  best-epoch rule of every other network here (its labels then choose the epochs, as they do theirs);
 - the t-test selection uses the fold's training labels, not all of train's;
 - the frozen phase freezes exactly the blocks before the last one (the original's freeze was a no-op).
 """
@@ -203,15 +205,22 @@ class TwoHeadsModel:
 
     `phases` overrides the recipes of `pretrain`, `transfer`, `frozen` and `unfrozen` (PHASES);
     `fine_tune_rounds` bounds the frozen + unfrozen rounds (0 = no fine-tuning; a round follows only while
-    the unfrozen phase improved); `holdout` is the share of the fold's training rows that every phase
-    early-stops on instead of the validation fold. Without pre-training targets (no `pretrain_targets`
+    the unfrozen phase improved); `early_stopping_rows` says which rows every phase early-stops on:
+    `holdout`, the share `holdout` of the fold's training rows, held out of fitting, or `validation`, the
+    validation fold, with every training row fitted. Without pre-training targets (no `pretrain_targets`
     in the model's config) the scored head trains from scratch."""
+
+    STOPPING_ROWS = ("holdout", "validation")
 
     def __init__(self, n_gene_components: int = 2, n_cell_components: int = 100, ttest_quantile: float = 0.25,
                  last_width: int = 206, batch_size: int = 128, smoothing: float = 0.0005, holdout: float = 0.1,
                  fine_tune_rounds: int = 3, phases: dict | None = None, output_bias: str = "default",
-                 inference_batch_size: int = 2048):
+                 inference_batch_size: int = 2048, early_stopping_rows: str = "holdout"):
         check_output_bias("two_heads", output_bias)
+        if early_stopping_rows not in self.STOPPING_ROWS:
+            raise ValueError(f"two_heads: early_stopping_rows must be one of {', '.join(self.STOPPING_ROWS)}, "
+                             f"got {early_stopping_rows!r}")
+        self.early_stopping_rows = early_stopping_rows
         unknown = sorted(set(phases or {}) - set(PHASES))
         if unknown:
             raise ValueError(f"two_heads: unknown phase {unknown[0]!r}; known: {', '.join(PHASES)}")
@@ -230,22 +239,26 @@ class TwoHeadsModel:
         }
         self.feature_names: list[str] | None = None
         self.pretraining_targets: np.ndarray | None = None
+        self.pretraining_targets_valid: np.ndarray | None = None
         self.inputs: TwoHeadsInputs | None = None
         self.module: TwoHeadsNet | None = None
         self.shape_: tuple[int, int] | None = None
         self.device = CPU
-        self.phase_rows_: dict[str, dict[str, np.ndarray]] = {}
+        self.phase_rows_: dict[str, dict[str, np.ndarray | None]] = {}
 
     def use_feature_names(self, names) -> None:
         self.feature_names = list(names)
 
-    def use_pretraining_targets(self, y) -> None:
-        """The training rows' non-scored targets, aligned with the `x_train` that `fit` gets."""
+    def use_pretraining_targets(self, y, y_valid=None) -> None:
+        """The non-scored targets of the training rows (aligned with the `x_train` that `fit` gets) and of
+        the validation rows (aligned with `x_valid`; only `early_stopping_rows: validation` reads them)."""
         self.pretraining_targets = None if y is None else np.asarray(y, np.float32)
+        self.pretraining_targets_valid = None if y_valid is None else np.asarray(y_valid, np.float32)
 
     def fit(self, x_train, y_train, x_valid=None, y_valid=None, device: Device = CPU) -> list[dict]:
-        """Train on `device` on the training rows alone: the validation rows are not used (they are
-        the OOF rows; scoring them is the job's business)."""
+        """Train on `device`, fitting on the training rows alone. With `early_stopping_rows: holdout` the
+        validation rows are not used at all (they are the OOF rows; scoring them is the job's business);
+        with `validation` every phase early-stops on them."""
         if self.feature_names is None:
             raise ValueError("two_heads needs its input column names (use_feature_names) before fit")
         x_train, y_train = np.asarray(x_train, np.float32), np.asarray(y_train, np.float32)
@@ -256,35 +269,51 @@ class TwoHeadsModel:
         seed = int(torch.randint(0, 2**31 - 1, (1,)))
         self.inputs = TwoHeadsInputs.fit(x_train, self.feature_names, y_train, seed=seed, **self.inputs_config)
         x = self.inputs.transform(x_train)
-        order = np.random.default_rng(seed).permutation(len(x))
-        n_stop = max(2, round(self.holdout * len(x)))
-        stop, fit = np.sort(order[:n_stop]), np.sort(order[n_stop:])
+        if self.early_stopping_rows == "validation":
+            if x_valid is None or len(x_valid) == 0:
+                raise ValueError("two_heads: early_stopping_rows: validation needs the validation rows")
+            if y_pre is not None and self.pretraining_targets_valid is None:
+                raise ValueError("two_heads: early_stopping_rows: validation needs the validation rows' "
+                                 "pre-training targets (use_pretraining_targets(y, y_valid))")
+            fit, stop = np.arange(len(x)), None
+            x_stop = self.inputs.transform(x_valid)
+            y_stop = {"scored": np.asarray(y_valid, np.float32), "pretrain": self.pretraining_targets_valid}
+        else:
+            order = np.random.default_rng(seed).permutation(len(x))
+            n_stop = max(2, round(self.holdout * len(x)))
+            stop, fit = np.sort(order[:n_stop]), np.sort(order[n_stop:])
+            x_stop = x[stop]
+            y_stop = {"scored": y_train[stop], "pretrain": None if y_pre is None else y_pre[stop]}
         self.module = TwoHeadsNet(*self.inputs.widths, y_pre.shape[1] if y_pre is not None else y_train.shape[1],
                                   self.last_width)
         history: list[dict] = []
 
-        def run(phase: str, y: np.ndarray) -> list[dict]:
+        def run(phase: str, y: np.ndarray, targets: str) -> list[dict]:
             self.phase_rows_[phase] = {"fit": fit, "stop": stop}
-            records = train_network(self.module, x[fit], y[fit], x[stop], y[stop], self.phases[phase], device)
+            records = train_network(self.module, x[fit], y[fit], x_stop, y_stop[targets], self.phases[phase], device)
             start = len(history)
             history.extend({**r, "epoch": start + i, "phase": phase} for i, r in enumerate(records))
-            log.info("%s: %d epochs, best holdout loss %.6f", phase, len(records),
-                     min(r["valid_loss"] for r in records))
+            best = min(r["valid_loss"] for r in records)
+            if self.phases[phase].start_as_best and not any(r["improved"] for r in records):
+                log.info("%s: %d epochs, none better than the incoming weights on the %s rows (best epoch %.6f): "
+                         "kept the incoming weights", phase, len(records), self.early_stopping_rows, best)
+            else:
+                log.info("%s: %d epochs, best %s loss %.6f", phase, len(records), self.early_stopping_rows, best)
             return records
 
         if y_pre is not None:
             self._start_at_prior(y_pre[fit], "pretrain")
-            run("pretrain", y_pre)
+            run("pretrain", y_pre, "pretrain")
             self.module.replace_head(y_train.shape[1])
         else:
             log.info("no pre-training targets: the scored head trains from scratch")
         self._start_at_prior(y_train[fit], "transfer")
-        run("transfer", y_train)
+        run("transfer", y_train, "scored")
         for _ in range(self.fine_tune_rounds):
             self.module.freeze_below_last_block(True)
-            run("frozen", y_train)
+            run("frozen", y_train, "scored")
             self.module.freeze_below_last_block(False)
-            if not any(r["improved"] for r in run("unfrozen", y_train)):
+            if not any(r["improved"] for r in run("unfrozen", y_train, "scored")):
                 break
         return history
 
