@@ -48,6 +48,7 @@ bench: install
 	$(BIN)/python bench/features.py
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/dag.py
+	$(BIN)/python bench/noise.py
 	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/predict.py
 	$(BIN)/python bench/deepinsight.py

@@ -67,10 +67,24 @@ def recipe(model: dict) -> str:
     return ", ".join(parts)
 
 
+def noise_note(bands_csv: Path) -> str:
+    """The widest seed-noise spread of each part that bench/noise.py measured, or how to measure it."""
+    if not bands_csv.exists():
+        return f"\nNoise: no bands at {bands_csv}; run bench/noise.py before reading small differences as real."
+    bands = pd.read_csv(bands_csv)
+    widest = {part: bands[f"{part} spread %"].max() for part in ("oof_treated", "test_new", "test_known")}
+    runs = ", ".join(f"{m} ({s}, {n} runs)" for m, s, n in bands[["model", "source", "runs"]].itertuples(index=False))
+    return ("\nNoise (bench/noise.py: " + runs + "): differences below "
+            + ", ".join(f"{widest[p]:.1f}% on {p}" for p in widest)
+            + " are within the spread of runs that differ only in a seed.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=REPO / "config" / "bench.yaml")
     parser.add_argument("--workdir", type=Path, default=REPO / "bench-results" / "quality")
+    parser.add_argument("--noise", type=Path, default=REPO / "bench-results" / "noise" / "bands.csv",
+                        help="the noise bands bench/noise.py wrote, quoted under the table when the file exists")
     parser.add_argument("--reuse", action="store_true",
                         help="keep the workdir's finished jobs after code edits (rerun only what is missing or older)")
     args = parser.parse_args()
@@ -101,6 +115,7 @@ def main() -> None:
     print("\nOOF: all train rows; test_all: all test rows; test_known / test_new: treated test rows of train "
           "drugs / of drugs never seen in training (gaps closed on treated rows)\n")
     print(report.to_markdown(table, digits=4))
+    print(noise_note(args.noise))
     new_vs_old = scores.loc[NEW_CV_MODEL, "oof_all"] / scores.loc[CALIBRATED_MODEL, "oof_all"]
     checks = [
         (f"{CALIBRATED_MODEL} OOF (all rows) / prior", table.loc[CALIBRATED_MODEL, "oof_all / prior"],

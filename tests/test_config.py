@@ -6,6 +6,7 @@ import dataclasses
 import inspect
 import re
 
+import pandas as pd
 import pytest
 import yaml
 from snakemake.exceptions import WorkflowError
@@ -123,3 +124,17 @@ def test_more_folds_than_the_data_can_fill_fail_in_the_first_job_after_the_data_
     assert "config key cv.new.n_folds = 1000" in (workdir / "results" / "logs" / "folds" / "new" / "seed0.log").read_text()
     assert not list((workdir / "results" / "folds" / "new").glob("*.parquet"))
     assert not (workdir / "results" / "models").exists()
+
+
+def test_a_scheme_with_a_fold_seed_gives_every_model_seed_the_same_folds(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    config["cv"]["fixed"] = {**config["cv"]["old"], "fold_seed": 7}
+    path = tmp_path / "fixed.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    targets = [f"results/folds/{cv}/seed{seed}.parquet" for cv in ("fixed", "old") for seed in (0, 1, 7)]
+    snakemake(tmp_path, path, *targets)
+    read = {t: pd.read_parquet(tmp_path / t) for t in targets}
+    fixed = [read[f"results/folds/fixed/seed{s}.parquet"] for s in (0, 1, 7)]
+    assert fixed[0].equals(fixed[1]) and fixed[0].equals(fixed[2])
+    assert fixed[0].equals(read["results/folds/old/seed7.parquet"])   # the seed it names
+    assert not read["results/folds/old/seed0.parquet"].equals(read["results/folds/old/seed1.parquet"])

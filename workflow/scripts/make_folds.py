@@ -11,7 +11,7 @@ try:
         pd.read_parquet(snakemake.input.drugs),
         kind=scheme["kind"],
         n_folds=scheme["n_folds"],
-        seed=int(snakemake.wildcards.seed),
+        seed=int(scheme.get("fold_seed", snakemake.wildcards.seed)),
         include_controls=scheme["include_controls"],
         drug_threshold=scheme["drug_threshold"],
     )
