@@ -11,6 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from moa import io  # noqa: E402
+from moa.report import GAP_COLUMNS  # noqa: E402
 
 
 def save(figure, path) -> None:
@@ -64,12 +65,12 @@ RATIO_CAP = 1.5  # a model this far above the baseline is failing: it is drawn a
 
 
 def score_chart(table: pd.DataFrame, path, baseline: str | None = None, oracle: str | None = None) -> tuple[float, float]:
-    """One dot per model or blend and per part (treated OOF rows, the treated test rows of new drugs and,
-    where scored, of known drugs): its log loss as a ratio to the baseline's (1 = the baseline, dotted;
-    lower is better), the oracle's ratios as dashed lines. The axis spans the dots and the oracle; a dot
-    above RATIO_CAP x the baseline sits at the edge with its value. Without the baseline in the table,
-    absolute log losses on an axis fitted the same way. Returns the axis limits."""
-    parts = [c for c in ("oof_treated", "test_new", "test_known") if c in table]
+    """One dot per model or blend and per part (treated OOF rows and, where scored, the treated test rows
+    of new drugs: the parts where the oracle is the floor): its log loss as a ratio to the baseline's (1 =
+    the baseline, dotted; lower is better), the oracle's ratios as dashed lines. The axis spans the dots
+    and the oracle; a dot above RATIO_CAP x the baseline sits at the edge with its value. Without the
+    baseline in the table, absolute log losses on an axis fitted the same way. Returns the axis limits."""
+    parts = [c for c in GAP_COLUMNS if c in table]
     relative = baseline in table.index
     values = table[parts] / table.loc[baseline, parts] if relative else table[parts]
     rows = [n for n in table.index if n not in (baseline, oracle)]
