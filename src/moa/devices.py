@@ -211,7 +211,7 @@ def out_of_memory_message(what: str, settings: dict) -> str:
     except Exception:  # the error came from elsewhere than a usable card
         card = "card memory unknown"
     named = ", ".join(f"{key} = {settings[key]}" for key in MEMORY_SETTINGS if key in settings)
-    lower = [key for key in ("batch_size", "virtual_batch_size", "inference_batch_size", "resolution") if key in settings]
+    lower = [key for key in MEMORY_SETTINGS if key != "precision" and key in settings]
     advice = f"lower {' or '.join(lower)}" if lower else "lower the batch size"
     if settings.get("precision", "32") in ("32", 32):
         advice += ", or train in bf16-mixed or 16-mixed"

@@ -119,7 +119,9 @@ def make_cuda_deterministic() -> None:
     allocator exports it before CUDA starts; set here too for a process that took no slot), cuDNN's
     deterministic kernels without autotuning, and PyTorch's deterministic algorithms, warning only where
     an operation has none on CUDA (timm's average pooling backward)."""
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    from moa.devices import CUBLAS_WORKSPACE
+
+    os.environ.setdefault(*CUBLAS_WORKSPACE)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
     torch.use_deterministic_algorithms(True, warn_only=True)
