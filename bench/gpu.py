@@ -204,8 +204,9 @@ def two_heads_row(family: Family, device: Device, steps: int, smoke: bool) -> di
 
     def fit():
         seed_everything(0)
+        # stopping on a held-out tenth of `rows` (hence the / 0.9 above): one array, the same steps
         model = TwoHeadsModel(n_gene_components=2, n_cell_components=4 if smoke else 100, batch_size=family.batch,
-                              fine_tune_rounds=1, phases=one_epoch)
+                              fine_tune_rounds=1, phases=one_epoch, early_stopping_rows="holdout")
         model.use_feature_names(names)
         model.use_pretraining_targets(y_pre)
         return model.fit(x, y, device=device)

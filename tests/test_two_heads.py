@@ -36,8 +36,10 @@ def fit(data: jobs.FoldData, seed: int = 0, **params) -> jobs.FoldResult:
 
 @pytest.fixture(scope="module")
 def trained():
+    """Stopping on a held-out share of the training rows: the mode in which the validation fold's rows
+    reach the model only to be predicted."""
     data = learnable()
-    return data, fit(data)
+    return data, fit(data, early_stopping_rows="holdout")
 
 
 def test_the_write_up_input_widths():
@@ -113,7 +115,7 @@ def test_validation_rows_features_and_labels_do_not_change_the_model(trained):
     scrambled.x_train[valid] = rng.standard_normal((valid.sum(), len(NAMES))) * 5
     scrambled.y_train, scrambled.y_pretrain = data.y_train.copy(), data.y_pretrain.copy()
     scrambled.y_train[valid], scrambled.y_pretrain[valid] = 1 - data.y_train[valid], 1 - data.y_pretrain[valid]
-    again = fit(scrambled)
+    again = fit(scrambled, early_stopping_rows="holdout")
     np.testing.assert_array_equal(again.test.drop(columns=schema.ID).to_numpy(), result.test.drop(columns=schema.ID).to_numpy())
     # the scalers are fitted on the training rows alone
     np.testing.assert_allclose(result.model.inputs.mean1[:len(NAMES)], data.x_train[~valid].mean(0, dtype=np.float64),
@@ -140,7 +142,7 @@ def test_a_saved_fold_reloads_to_identical_predictions(trained, tmp_path):
 
 def test_the_same_seed_gives_identical_predictions_and_another_seed_does_not(trained):
     data, result = trained
-    same, other = fit(data, seed=0), fit(data, seed=1)
+    same, other = fit(data, seed=0, early_stopping_rows="holdout"), fit(data, seed=1, early_stopping_rows="holdout")
     assert same.oof.equals(result.oof)
     assert not np.array_equal(other.oof.drop(columns=schema.ID).to_numpy(), result.oof.drop(columns=schema.ID).to_numpy())
 
@@ -163,9 +165,9 @@ def test_bad_parameters_are_refused_by_name(params, message):
         TwoHeadsModel(**params)
 
 
-def test_with_validation_stopping_every_phase_fits_all_training_rows_and_none_fits_a_validation_row():
+def test_by_default_every_phase_fits_all_training_rows_stops_on_the_validation_fold_and_fits_none_of_it():
     data = learnable()
-    result = fit(data, early_stopping_rows="validation")
+    result = fit(data)
     assert list(result.model.phase_rows_) == ["pretrain", "transfer", "frozen", "unfrozen"]
     training = data.train_ids[data.fold_of != 0]
     validation = set(data.train_ids[data.fold_of == 0])
@@ -195,7 +197,7 @@ def test_a_phase_that_keeps_its_incoming_weights_says_so(caplog):
     data = learnable(300)
     phases = {**TINY["phases"], "frozen": {"epochs": 2, "min_delta": 1.0}}   # no epoch can improve by 1.0
     with caplog.at_level("INFO", logger="moa.models.two_heads"):
-        fit(data, phases=phases)
+        fit(data, phases=phases, early_stopping_rows="holdout")
     frozen = [r.getMessage() for r in caplog.records if r.getMessage().startswith("frozen:")]
     assert len(frozen) == 1 and frozen[0].startswith("frozen: 2 epochs, none better than the incoming weights on "
                                                      "the holdout rows")

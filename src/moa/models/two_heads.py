@@ -8,11 +8,11 @@ Every fitted step (scalers, PCAs, the t-test selection) is fitted on the fold's 
 with the model as plain arrays, so the job's `model.pt` alone predicts new rows.
 
 Honest CV, where the original was not (spec §15 items 6-7, §16):
-- no phase fits on a validation row. Where the phases early-stop is `early_stopping_rows`: `holdout`
-  (default) fits every phase on the fold's training rows less a held-out share (`holdout`, 10%) and
-  stops on that share, so the validation fold's rows reach the model only to be predicted;
-  `validation` fits every phase on all the fold's training rows and stops on the validation fold, the
-  best-epoch rule of every other network here (its labels then choose the epochs, as they do theirs);
+- no phase fits on a validation row. Where the phases early-stop is `early_stopping_rows`:
+  `validation` (default) fits every phase on all the fold's training rows and stops on the validation
+  fold, the best-epoch rule of every other network here (its labels then choose the epochs, as they
+  do theirs); `holdout` fits every phase on the fold's training rows less a held-out share (`holdout`,
+  10%) and stops on that share, so the validation fold's rows reach the model only to be predicted;
 - the t-test selection uses the fold's training labels, not all of train's;
 - the frozen phase freezes exactly the blocks before the last one (the original's freeze was a no-op).
 """
@@ -206,8 +206,8 @@ class TwoHeadsModel:
     `phases` overrides the recipes of `pretrain`, `transfer`, `frozen` and `unfrozen` (PHASES);
     `fine_tune_rounds` bounds the frozen + unfrozen rounds (0 = no fine-tuning; a round follows only while
     the unfrozen phase improved); `early_stopping_rows` says which rows every phase early-stops on:
-    `holdout`, the share `holdout` of the fold's training rows, held out of fitting, or `validation`, the
-    validation fold, with every training row fitted. Without pre-training targets (no `pretrain_targets`
+    `validation` (default), the validation fold, with every training row fitted, or `holdout`, the share
+    `holdout` of the fold's training rows, held out of fitting. Without pre-training targets (no `pretrain_targets`
     in the model's config) the scored head trains from scratch."""
 
     STOPPING_ROWS = ("holdout", "validation")
@@ -215,7 +215,7 @@ class TwoHeadsModel:
     def __init__(self, n_gene_components: int = 2, n_cell_components: int = 100, ttest_quantile: float = 0.25,
                  last_width: int = 206, batch_size: int = 128, smoothing: float = 0.0005, holdout: float = 0.1,
                  fine_tune_rounds: int = 3, phases: dict | None = None, output_bias: str = "default",
-                 inference_batch_size: int = 2048, early_stopping_rows: str = "holdout"):
+                 inference_batch_size: int = 2048, early_stopping_rows: str = "validation"):
         check_output_bias("two_heads", output_bias)
         if early_stopping_rows not in self.STOPPING_ROWS:
             raise ValueError(f"two_heads: early_stopping_rows must be one of {', '.join(self.STOPPING_ROWS)}, "
