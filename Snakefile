@@ -27,6 +27,7 @@ include: "rules/blend.smk"
 include: "rules/report.smk"
 include: "rules/predict.smk"
 include: "rules/check.smk"
+include: "rules/tune.smk"
 
 
 # cheap aggregation steps run where snakemake runs, not as cluster jobs
@@ -45,6 +46,8 @@ localrules:
     learning_curves,
     report_summary,
     check_outputs,
+    tune,
+    tune_summary,
 
 
 rule all:
@@ -61,3 +64,8 @@ rule all:
 rule models:
     input:
         expand("results/models/{model}/score.json", model=config["models"]),
+
+
+rule tune:
+    input:
+        expand("results/tune/{study}/best.yaml", study=TUNING),

@@ -1,8 +1,13 @@
 # Helpers only: config look-ups, expand helpers, wildcard constraints. Parse time stays cheap:
 # nothing here reads data or imports torch.
+import math
 import os
+from types import SimpleNamespace
+
+import yaml
 
 from moa.models import GPU_ARCHITECTURES
+from moa.tuning import StudySettings, check_space
 
 DATA = "results/data"
 SYNTH = "results/synthetic"
@@ -16,6 +21,8 @@ RAW_TABLES = [
 ]
 SYNTHETIC = config["data"]["source"] == "synthetic"
 SUBMISSION_BLEND = config.get("submission", {}).get("blend") or next(iter(config["blends"]))
+TUNING = config.get("tuning") or {}
+SCHEMA_PATH = os.path.join(workflow.basedir, "config", "schema.yaml")
 
 
 wildcard_constraints:
@@ -24,6 +31,8 @@ wildcard_constraints:
     fset="|".join(sorted(config.get("feature_sets") or {})) or "-",
     blend="|".join(sorted(config["blends"])),
     name="|".join(sorted(config.get("predict") or {})) or "-",
+    study="|".join(sorted(TUNING)) or "-",
+    worker=r"\d+",
     seed=r"\d+",
     fold=r"\d+",
 
@@ -54,6 +63,7 @@ def check_config():
             )
     check_stacking()
     check_blends()
+    check_tuning()
     if config["data"]["source"] == "kaggle" and "dir" not in config["data"]:
         raise ValueError("data.source is kaggle but data.dir (the folder with the Kaggle CSVs) is not set")
 
@@ -88,6 +98,47 @@ def check_blends():
             f"submission.blend {SUBMISSION_BLEND!r} is not a blend under blends "
             f"(known: {', '.join(config['blends'])})"
         )
+
+
+def check_tuning():
+    """Each study names a model, folds its scheme has, and a space of parameters its arch takes, every
+    edge of which is a valid model entry."""
+    if not TUNING:
+        return
+    with open(SCHEMA_PATH) as f:
+        schema = yaml.safe_load(f)
+    for name in TUNING:
+        model = study_model(name)
+        if model not in config["models"]:
+            raise ValueError(f"tuning.{name}: model {model!r} is not a model under models")
+        check_space(name, study_settings(name), config["models"][model], schema)
+
+
+def study_model(name):
+    return TUNING[name].get("model", name)
+
+
+def study_settings(name):
+    model = config["models"][study_model(name)]
+    return StudySettings.from_config(name, TUNING[name], cv_config(model["cv"])["n_folds"])
+
+
+def tune_inputs(wildcards):
+    """A study's workers read what its model's train jobs of the first seed read."""
+    model = study_model(wildcards.study)
+    return train_inputs(SimpleNamespace(model=model, seed=model_config(model)["seeds"][0]))
+
+
+def tune_workers(wildcards):
+    n = study_settings(wildcards.study).workers
+    return [f"results/tune/{wildcards.study}/worker{w}.json" for w in range(n)]
+
+
+def tune_runtime(wildcards):
+    """Minutes of one worker: the model's per-fold runtime for each fold of its share of the trials."""
+    study = study_settings(wildcards.study)
+    per_fold = model_config(study.model).get("runtime", 60)
+    return per_fold * len(study.folds) * math.ceil(study.trials / study.workers)
 
 
 def incomparable_oof(cv_a, cv_b):

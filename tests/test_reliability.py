@@ -10,16 +10,13 @@ rows, no model, stacking stage or blend beats the prior.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from workflow_runs import REPO, SNAKEMAKE, job_counts, snakemake
+from workflow_runs import REPO, SNAKEMAKE, job_counts, kill_when, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -53,24 +50,12 @@ def running_train_job(workdir: Path, finished: dict) -> bool:
 def kill_during_training(workdir: Path, after_finished: int, timeout: float = 600) -> dict[Path, int]:
     """Start the run and SIGKILL its process group once `after_finished` train jobs are done and another
     one is running; returns the finished jobs' metrics.json modification times."""
-    process = subprocess.Popen(command(workdir, *PREDICTIONS), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            finished = finished_train_jobs(workdir)
-            if len(finished) >= after_finished and running_train_job(workdir, finished):
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-                return finished_train_jobs(workdir)
-            if process.poll() is not None:
-                raise AssertionError("the run ended before it could be killed")
-            time.sleep(0.2)
-        raise AssertionError("no training job was running in time")
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    def ready():
+        finished = finished_train_jobs(workdir)
+        return len(finished) >= after_finished and running_train_job(workdir, finished)
+
+    kill_when(command(workdir, *PREDICTIONS), ready, timeout, "a training job")
+    return finished_train_jobs(workdir)
 
 
 def compared_files(results: Path) -> list[Path]:

@@ -2,9 +2,13 @@
 dry-run job counts."""
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -33,3 +37,22 @@ def write_config(path: Path, **changes) -> Path:
 def job_counts(done: subprocess.CompletedProcess) -> dict[str, int]:
     stats = (done.stdout + done.stderr).split("Job stats:")[1].split("\n\n")[0]
     return {job: int(n) for job, n in (line.split() for line in stats.splitlines()[3:])}
+
+
+def kill_when(command: list[str], ready: Callable[[], bool], timeout: float = 600, what: str = "it") -> None:
+    """Start `command` in a process group of its own and SIGKILL the whole group (Snakemake and its jobs)
+    as soon as `ready()` holds; fail if the command ends first or `timeout` seconds pass."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if ready():
+                return
+            if process.poll() is not None:
+                raise AssertionError(f"the run ended before {what} could be killed")
+            time.sleep(0.2)
+        raise AssertionError(f"{what} never got to where it should be killed")
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import pandas as pd
 
@@ -52,6 +53,26 @@ def _predict(args) -> None:
     print(f"wrote {len(table)} rows x {table.shape[1] - 1} targets to {args.out}")
 
 
+def _tune_apply(args) -> None:
+    import yaml
+
+    from moa import tuning
+
+    best_path = Path(args.results) / "tune" / args.study / "best.yaml"
+    if not best_path.is_file():
+        raise FileNotFoundError(f"{best_path} does not exist: run the study first (snakemake {best_path} "
+                                "--configfile ...)")
+    best = yaml.safe_load(best_path.read_text())
+    config = yaml.safe_load(Path(args.config).read_text())
+    tuned = tuning.apply_best(config, best, args.study, args.name)
+    with io.atomic_path(args.out) as tmp:
+        tmp.write_text(f"# {args.config} with the best entry of study {args.study} ({best_path})\n"
+                       + yaml.safe_dump(tuned, sort_keys=False, default_flow_style=None))
+    (model, _), = best.items()
+    where = f"as model {args.name!r}" if args.name else f"in place of model {model!r}"
+    print(f"wrote {args.out}: the best entry of study {args.study!r} {where}")
+
+
 def _read(path: str) -> pd.DataFrame:
     return pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path)
 
@@ -88,6 +109,16 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--lock-dir", default=devices.DEFAULT_LOCK_DIR,
                    help=f"folder of the GPU-slot lock files, as the run's gpus.lock_dir (default: {devices.DEFAULT_LOCK_DIR})")
     r.set_defaults(run=_predict)
+    t = sub.add_parser("tune", help="use the results of a hyper-parameter study (README \"Tuning\")")
+    tune = t.add_subparsers(dest="tune_command", required=True)
+    a = tune.add_parser("apply", help="write a config whose model entry carries a study's best parameters")
+    a.add_argument("--study", required=True, help="the study's name (under tuning: in the config)")
+    a.add_argument("--config", required=True, help="the config the study ran with")
+    a.add_argument("--out", required=True, help="the config to write")
+    a.add_argument("--results", default="results", help="the run's results folder (default: results)")
+    a.add_argument("--name", help="add the tuned entry as a new model of this name, beside the tuned one "
+                                  "(default: replace the tuned one, and drop the study from tuning:)")
+    a.set_defaults(run=_tune_apply)
     return p
 
 

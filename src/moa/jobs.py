@@ -81,6 +81,32 @@ def load_fold_data(train_features: pd.DataFrame, test_features: pd.DataFrame, ta
     )
 
 
+def read_fold_data(paths: dict, model_entry: dict) -> FoldData:
+    """`load_fold_data` from the files of a train job's inputs (the train rule's input names:
+    train_features, test_features, targets, folds; model_train, model_test, pretrain_targets and the
+    meta sources' meta_oof and meta_test where the model has them)."""
+    optional = {k: pd.read_parquet(paths[k]) for k in ("model_train", "model_test", "pretrain_targets") if k in paths}
+    if model_entry.get("meta"):
+        optional["meta"] = {source: (pd.read_parquet(oof), pd.read_parquet(test))
+                            for source, oof, test in zip(model_entry["meta"], paths["meta_oof"], paths["meta_test"])}
+    return load_fold_data(pd.read_parquet(paths["train_features"]), pd.read_parquet(paths["test_features"]),
+                          pd.read_parquet(paths["targets"]), pd.read_parquet(paths["folds"]),
+                          model_entry.get("targets", "scored"), base_features=model_entry.get("base_features", True),
+                          **optional)
+
+
+def job_device(gpu: int, gpus: dict, model_entry: dict, threads: int) -> Device:
+    """Where a job trains: a GPU slot of its own if it asked for a card (`gpu`; the config's `gpus`
+    section says where the lock files are and whether a card without CUDA may fall back to the CPU),
+    in the model's precision, with `threads` CPU threads. Call it before anything asks torch about
+    CUDA: the first query fixes which cards the process sees."""
+    slot = devices.acquire(gpu, lock_dir=gpus.get("lock_dir", devices.DEFAULT_LOCK_DIR))
+    device = Device(slot.torch_device(cpu_fallback=gpus.get("cpu_fallback", False)),
+                    str(model_entry.get("precision", "32")))
+    torch.set_num_threads(threads)
+    return device
+
+
 @dataclass
 class FoldResult:
     oof: pd.DataFrame

@@ -103,3 +103,26 @@ def score_chart(table: pd.DataFrame, path, baseline: str | None = None, oracle: 
     axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     save(figure, path)
     return limits
+
+
+def study_figures(study, history_path, importances_path, slices_path) -> None:
+    """A study's optimisation history, parameter importances and slices (Optuna's matplotlib figures).
+    Importances need two complete trials; until then that figure says so."""
+    import warnings
+
+    import optuna
+    from optuna.visualization import matplotlib as optuna_plots
+
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        save(optuna_plots.plot_optimization_history(study).figure, history_path)
+        if len(complete) >= 2:
+            save(optuna_plots.plot_param_importances(study).figure, importances_path)
+        else:
+            figure, axes = plt.subplots(figsize=(6, 1.5))
+            axes.axis("off")
+            axes.text(0.5, 0.5, f"{len(complete)} complete trial(s): importances need at least 2",
+                      ha="center", va="center")
+            save(figure, importances_path)
+        save(np.atleast_1d(optuna_plots.plot_slice(study)).flat[0].figure, slices_path)

@@ -1,0 +1,102 @@
+"""A study on the DAG: two worker jobs at once against one journal, a killed worker resumed, the best
+entry applied to a config that the workflow accepts."""
+from __future__ import annotations
+
+import shutil
+
+import optuna
+import pandas as pd
+import yaml
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from moa import cli, tuning
+from workflow_runs import REPO, SNAKEMAKE, kill_when, snakemake, write_config
+
+TINY_MLP = {"network": {"hidden": [16], "dropout": [0.1, 0.1], "weight_norm": [True, False]}, "epochs": 4,
+            "batch_size": 64, "max_lr": 0.03, "div_factor": 10, "output_bias": "prior"}
+GOOD = {"max_lr": 0.03, "output_bias": "prior"}
+STUDY = {"trials": 6, "workers": 2, "sampler": {"kind": "random", "seed": 0},
+         # one complete trial is enough to prune on: whichever worker draws the third trial has finished one
+         "pruner": {"kind": "median", "n_startup_trials": 1},
+         "space": {"max_lr": {"log_uniform": [1.0e-3, 1.0e-1]}, "output_bias": {"choice": ["prior", "default"]}},
+         # the third starts from 0.5 (no output bias) with a learning rate that cannot get it anywhere in 4 epochs
+         "enqueue": [GOOD, GOOD, {"max_lr": 1.0e-3, "output_bias": "default"}]}
+
+
+def study_config(path):
+    models = yaml.safe_load((REPO / "config" / "test.yaml").read_text())["models"]
+    models["simple"] = {"arch": "mlp", "features": "small", "cv": "old", "seeds": [0], "params": TINY_MLP}
+    return write_config(path, models=models, tuning={"simple": STUDY})
+
+
+def trials(workdir):
+    storage = JournalStorage(JournalFileBackend(str(workdir / "results" / "tune" / "simple" / tuning.JOURNAL)))
+    return optuna.load_study(study_name="simple", storage=storage).get_trials(deepcopy=False)
+
+
+def kill_once_trials_finished(workdir, config, finished: int, timeout: float = 300) -> None:
+    """Run `snakemake tune` and SIGKILL it (workers included) once `finished` trials are done and
+    another is running."""
+    command = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2", "tune",
+               "--configfile", str(config)]
+    journal = workdir / "results" / "tune" / "simple" / tuning.JOURNAL
+
+    def ready():
+        states = [t.state for t in trials(workdir)] if journal.exists() else []
+        return (sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) >= finished
+                and TrialState.RUNNING in states)
+
+    kill_when(command, ready, timeout, "the study")
+
+
+def test_a_study_with_two_workers_survives_a_kill_and_its_best_entry_applies(run, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(run, workdir, ignore=shutil.ignore_patterns("locks", "report.html"))
+    config = study_config(tmp_path / "study.yaml")
+    kill_once_trials_finished(workdir, config, finished=2)
+    before = {t.number: (t.state, t.value) for t in trials(workdir)
+              if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
+    snakemake(workdir, config, "--unlock")   # as a user would after a kill
+    snakemake(workdir, config, "tune")
+
+    after = trials(workdir)
+    assert [t.number for t in after] == list(range(len(after)))
+    assert {n: (after[n].state, after[n].value) for n in before} == before, "finished trials are kept as they were"
+    done = [t for t in after if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(done) == STUDY["trials"] and not any(t.state == TrialState.RUNNING for t in after)
+    retried = [t for t in after if "retry_of" in t.user_attrs]
+    assert retried and all(after[t.user_attrs["retry_of"]].state == TrialState.FAIL for t in retried)
+    assert {t.user_attrs["worker"] for t in done} == {0, 1}, "both workers ran trials"
+    # the bad enqueued point was pruned after its first fold; complete trials trained all three
+    bad = next(t for t in after if t.params == {"max_lr": 1.0e-3, "output_bias": "default"} and t.state != TrialState.FAIL)
+    assert bad.state == TrialState.PRUNED and bad.user_attrs["folds_trained"] == 1
+    assert {t.user_attrs["folds_trained"] for t in done if t.state == TrialState.COMPLETE} == {3}
+
+    study_dir = workdir / "results" / "tune" / "simple"
+    table = pd.read_csv(study_dir / "trials.csv")
+    assert len(table) == len(after) and set(table["state"]) >= {"complete", "pruned", "fail"}
+    best = yaml.safe_load((study_dir / "best.yaml").read_text())
+    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    tuning.check_entry(best["simple"], schema, "best.yaml")
+    complete = [t for t in after if t.state == TrialState.COMPLETE]
+    assert best["simple"]["params"]["max_lr"] == min(complete, key=lambda t: t.value).params["max_lr"]
+    for figure in ("history", "importances", "slices"):
+        assert (study_dir / f"{figure}.png").stat().st_size > 5000
+
+    tuned = tmp_path / "tuned.yaml"
+    assert cli.main(["tune", "apply", "--study", "simple", "--config", str(config), "--out", str(tuned),
+                     "--results", str(workdir / "results"), "--name", "simple_tuned"]) == 0
+    done = snakemake(workdir, tuned, "-n", "results/models/simple_tuned/score.json")
+    assert "train" in done.stdout
+
+
+def test_a_study_naming_a_parameter_its_model_lacks_fails_at_parse_time(tmp_path):
+    config = study_config(tmp_path / "study.yaml")
+    spec = yaml.safe_load(config.read_text())
+    spec["tuning"]["simple"]["space"]["max_lrr"] = {"uniform": [0.1, 0.2]}
+    config.write_text(yaml.safe_dump(spec))
+    done = snakemake(tmp_path, config, "-n", "tune", check=False)
+    assert done.returncode != 0
+    assert "tuning.simple: space.max_lrr: arch 'mlp' has no params.max_lrr" in done.stdout + done.stderr
