@@ -50,6 +50,7 @@ bench: install
 	$(BIN)/python bench/dag.py
 	$(BIN)/python bench/noise.py
 	$(BIN)/python bench/quality.py
+	$(BIN)/python bench/tune.py
 	$(BIN)/python bench/predict.py
 	$(BIN)/python bench/deepinsight.py
 	$(BIN)/python bench/leakage.py

@@ -84,6 +84,8 @@ def test_folds_and_enqueued_points_are_checked():
         settings(folds=[0, 3])
     with pytest.raises(ValueError, match=r"enqueue\[0\] sets 'lr', which is not in its space"):
         settings(enqueue=[{"lr": 0.1}])
+    with pytest.raises(ValueError, match=r"enqueue\[0\] does not set epochs, network.dropout: an enqueued point"):
+        settings(enqueue=[{"max_lr": 0.1}])
     assert settings().folds == [0, 1, 2]
 
 

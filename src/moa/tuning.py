@@ -142,6 +142,11 @@ class StudySettings:
             if unknown:
                 raise ValueError(f"tuning.{name}: enqueue[{k}] sets {unknown[0]!r}, which is not in its space "
                                  f"({', '.join(names)})")
+            # Optuna would sample a missing one, and the point would not be the one written down
+            missing = [n for n in names if n not in point]
+            if missing:
+                raise ValueError(f"tuning.{name}: enqueue[{k}] does not set {', '.join(missing)}: an enqueued point "
+                                 "sets every parameter of the space")
         return settings
 
     def definition(self, model_entry: dict) -> dict:
