@@ -10,7 +10,7 @@ Each run is one seed of the model on all its folds, scored as the workflow score
 rows, and the treated test rows of new and of known drugs. Prints every run, then per model and source
 of noise the spread (max - min) and the standard deviation, as shares of the runs' mean, and writes the
 bands to `<workdir>/bands.csv`, which `bench/quality.py` quotes under its table. The workflow runs the
-jobs (2 cores), so a finished run is reused; about an hour for the two default models.
+jobs (2 cores), so a finished run is reused; 75 min on 2 cores for the two default models.
 """
 from __future__ import annotations
 

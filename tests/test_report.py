@@ -86,6 +86,11 @@ def test_to_markdown_lines():
     )
 
 
+def test_to_markdown_keeps_an_integer_column_whole_beside_floats():
+    table = pd.DataFrame({"runs": [3, 5], "spread": [0.25, 0.5]}, index=pd.Index(["a", "b"], name="model"))
+    assert report.to_markdown(table, digits=2).splitlines()[2:] == ["| a | 3 | 0.25 |", "| b | 5 | 0.50 |"]
+
+
 def test_to_markdown_of_a_score_table_has_one_line_per_entry():
     table = report.score_table(scores(), baseline="prior", oracle="oracle")
 

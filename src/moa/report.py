@@ -41,7 +41,8 @@ def score_table(scores: dict[str, dict], baseline: str | None = None, oracle: st
 def to_markdown(table: pd.DataFrame, digits: int = 5) -> str:
     header = [table.index.name or "", *table.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name, row in table.iterrows():
+    # by column, not by row: a row of ints and floats would come out as floats
+    for name, *row in table.itertuples(name=None):
         cells = ["" if pd.isna(v) else f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row]
         lines.append("| " + " | ".join([str(name), *cells]) + " |")
     return "\n".join(lines) + "\n"
