@@ -93,8 +93,8 @@ def test_a_broken_collected_table_fails_the_check_by_name(run, tmp_path):
 FRAME_WRITERS = {"to_csv", "to_parquet", "to_json", "to_pickle", "to_feather", "to_html", "write_text",
                  "write_bytes", "savefig", "savez", "savetxt"}
 MODULE_WRITERS = {("torch", "save"), ("joblib", "dump"), ("json", "dump"), ("pickle", "dump"), ("np", "save"),
-                  ("numpy", "save"), ("yaml", "dump"), ("yaml", "safe_dump"), ("shutil", "copy"),
-                  ("shutil", "copy2"), ("shutil", "copyfile")}
+                  ("numpy", "save"), ("shutil", "copy"), ("shutil", "copy2"), ("shutil", "copyfile")}
+TEXT_OR_STREAM_WRITERS = {("yaml", "dump"), ("yaml", "safe_dump")}
 PATH_KEYWORDS = {"path", "path_or_buf", "buf", "fname", "file"}
 
 
@@ -133,7 +133,11 @@ def unguarded_writes(source: str) -> list[int]:
         arguments = [*call.args, *(k.value for k in call.keywords)]
         if isinstance(func, ast.Attribute):
             receiver = func.value.id if isinstance(func.value, ast.Name) else None
-            if (receiver, func.attr) in MODULE_WRITERS:
+            if (receiver, func.attr) in TEXT_OR_STREAM_WRITERS:
+                targets = call.args[1:] + [k.value for k in call.keywords if k.arg == "stream"]
+                if not targets:  # without a stream, yaml's dumps return text
+                    continue
+            elif (receiver, func.attr) in MODULE_WRITERS:
                 targets = arguments
             elif func.attr in ("write_text", "write_bytes") or (func.attr == "open" and opens_for_writing(call)):
                 targets = [func.value]
@@ -160,8 +164,9 @@ def test_the_audit_finds_a_write_outside_atomic_path():
               "    torch.save(m, out)\n    joblib.dump(m, q)\n"
               "with atomic_path(p) as tmp:\n    frame.to_csv(p)\n    tmp.write_text(frame.to_csv())\n"
               "with open(p, 'w') as handle:\n    handle.write('x')\n"
-              "Path(p).open('a')\nopen(p)\nframe.to_html(border=0)\nframe.to_json(path_or_buf=p)\n")
-    assert unguarded_writes(source) == [3, 5, 9, 11, 13, 15, 18]
+              "Path(p).open('a')\nopen(p)\nframe.to_html(border=0)\nframe.to_json(path_or_buf=p)\n"
+              "text = yaml.safe_dump(c, sort_keys=False)\nyaml.safe_dump(c, handle)\nyaml.dump(c, stream=handle)\n")
+    assert unguarded_writes(source) == [3, 5, 9, 11, 13, 15, 18, 20, 21]
 
 
 def test_every_writer_in_the_package_and_the_workflow_scripts_renames_a_temporary_file():

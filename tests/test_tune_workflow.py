@@ -14,14 +14,15 @@ from optuna.trial import TrialState
 from moa import cli, tuning
 from workflow_runs import REPO, SNAKEMAKE, kill_when, snakemake, write_config
 
-TINY_MLP = {"network": {"hidden": [16], "dropout": [0.1, 0.1], "weight_norm": [True, False]}, "epochs": 4,
+# 80 epochs: a fold takes about half a second, so a trial is still running when the test kills the study
+TINY_MLP = {"network": {"hidden": [16], "dropout": [0.1, 0.1], "weight_norm": [True, False]}, "epochs": 80,
             "batch_size": 64, "max_lr": 0.03, "div_factor": 10, "output_bias": "prior"}
 GOOD = {"max_lr": 0.03, "output_bias": "prior"}
 STUDY = {"trials": 6, "workers": 2, "sampler": {"kind": "random", "seed": 0},
          # one complete trial is enough to prune on: whichever worker draws the third trial has finished one
          "pruner": {"kind": "median", "n_startup_trials": 1},
          "space": {"max_lr": {"log_uniform": [1.0e-3, 1.0e-1]}, "output_bias": {"choice": ["prior", "default"]}},
-         # the third starts from 0.5 (no output bias) with a learning rate that cannot get it anywhere in 4 epochs
+         # the third starts from 0.5 (no output bias) with a learning rate that cannot get it anywhere near
          "enqueue": [GOOD, GOOD, {"max_lr": 1.0e-3, "output_bias": "default"}]}
 
 
@@ -96,6 +97,7 @@ def test_a_study_naming_a_parameter_its_model_lacks_fails_at_parse_time(tmp_path
     config = study_config(tmp_path / "study.yaml")
     spec = yaml.safe_load(config.read_text())
     spec["tuning"]["simple"]["space"]["max_lrr"] = {"uniform": [0.1, 0.2]}
+    del spec["tuning"]["simple"]["enqueue"]
     config.write_text(yaml.safe_dump(spec))
     done = snakemake(tmp_path, config, "-n", "tune", check=False)
     assert done.returncode != 0
