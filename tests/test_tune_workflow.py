@@ -1,8 +1,10 @@
-"""A study on the DAG: two worker jobs at once against one journal, a killed worker resumed, the best
+"""A study on the DAG: two worker jobs at once against one journal, one of them killed mid-trial and run again, the best
 entry applied to a config that the workflow accepts."""
 from __future__ import annotations
 
+import os
 import shutil
+from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -37,29 +39,55 @@ def trials(workdir):
     return optuna.load_study(study_name="simple", storage=storage).get_trials(deepcopy=False)
 
 
-def kill_once_trials_finished(workdir, config, finished: int, timeout: float = 300) -> None:
-    """Run `snakemake tune` and SIGKILL it (workers included) once `finished` trials are done and
-    another is running."""
+def worker_processes(workdir) -> dict[int, int]:
+    """Worker index -> pid of the study's running worker jobs, known by the log file each holds open."""
+    logs = workdir / "results" / "logs" / "tune" / "simple"
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                target = Path(os.readlink(fd))
+                if target.parent == logs and target.name.startswith("worker"):
+                    found[int(target.stem.removeprefix("worker"))] = int(proc.name)
+        except OSError:   # a process that ended, or one that is not ours
+            continue
+    return found
+
+
+def kill_one_worker(workdir, config, finished: int, timeout: float = 300) -> int:
+    """Run `snakemake tune` and SIGKILL one worker job, in the middle of a trial, once `finished` trials
+    are done; the run then ends on its own (the other worker finishes first). Returns the killed
+    worker's index."""
     command = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2", "tune",
                "--configfile", str(config)]
     journal = workdir / "results" / "tune" / "simple" / tuning.JOURNAL
+    chosen = {}
 
     def ready():
-        states = [t.state for t in trials(workdir)] if journal.exists() else []
-        return (sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) >= finished
-                and TrialState.RUNNING in states)
+        found = trials(workdir) if journal.exists() else []
+        if sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in found) < finished:
+            return False
+        busy = {t.user_attrs.get("worker") for t in found if t.state == TrialState.RUNNING}
+        pids = {w: pid for w, pid in worker_processes(workdir).items() if w in busy}
+        if pids:
+            chosen.update(zip(("worker", "pid"), next(iter(pids.items()))))
+        return bool(pids)
 
-    kill_when(command, ready, timeout, "the study")
+    kill_when(command, ready, timeout, "a worker", victim=lambda: chosen["pid"])
+    return chosen["worker"]
 
 
 def test_a_study_with_two_workers_survives_a_kill_and_its_best_entry_applies(run, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(run, workdir, ignore=shutil.ignore_patterns("locks", "report.html"))
     config = study_config(tmp_path / "study.yaml")
-    kill_once_trials_finished(workdir, config, finished=2)
+    killed = kill_one_worker(workdir, config, finished=2)
     before = {t.number: (t.state, t.value) for t in trials(workdir)
               if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
-    snakemake(workdir, config, "--unlock")   # as a user would after a kill
+    left = [t.number for t in trials(workdir) if t.state == TrialState.RUNNING]
+    assert len(left) == 1 and not (workdir / "results" / "tune" / "simple" / f"worker{killed}.json").exists()
     snakemake(workdir, config, "tune")
 
     after = trials(workdir)
@@ -68,7 +96,8 @@ def test_a_study_with_two_workers_survives_a_kill_and_its_best_entry_applies(run
     done = [t for t in after if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(done) == STUDY["trials"] and not any(t.state == TrialState.RUNNING for t in after)
     retried = [t for t in after if "retry_of" in t.user_attrs]
-    assert retried and all(after[t.user_attrs["retry_of"]].state == TrialState.FAIL for t in retried)
+    assert [t.user_attrs["retry_of"] for t in retried] == left and after[left[0]].state == TrialState.FAIL
+    assert retried[0].params == after[left[0]].params and retried[0].user_attrs["worker"] == killed
     assert {t.user_attrs["worker"] for t in done} == {0, 1}, "both workers ran trials"
     # the bad enqueued point was pruned after its first fold; complete trials trained all three
     bad = next(t for t in after if t.params == {"max_lr": 1.0e-3, "output_bias": "default"} and t.state != TrialState.FAIL)

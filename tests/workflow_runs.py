@@ -39,14 +39,19 @@ def job_counts(done: subprocess.CompletedProcess) -> dict[str, int]:
     return {job: int(n) for job, n in (line.split() for line in stats.splitlines()[3:])}
 
 
-def kill_when(command: list[str], ready: Callable[[], bool], timeout: float = 600, what: str = "it") -> None:
-    """Start `command` in a process group of its own and SIGKILL the whole group (Snakemake and its jobs)
-    as soon as `ready()` holds; fail if the command ends first or `timeout` seconds pass."""
+def kill_when(command: list[str], ready: Callable[[], bool], timeout: float = 600, what: str = "it",
+              victim: Callable[[], int] | None = None) -> None:
+    """Start `command` in a process group of its own and, as soon as `ready()` holds, SIGKILL the whole
+    group (Snakemake and its jobs) or, with `victim`, only the process it names, letting the run end by
+    itself; fail if the command ends first or `timeout` seconds pass."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
             if ready():
+                if victim is not None:
+                    os.kill(victim(), signal.SIGKILL)
+                    process.wait(timeout=max(deadline - time.monotonic(), 1))
                 return
             if process.poll() is not None:
                 raise AssertionError(f"the run ended before {what} could be killed")
