@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import yaml
 
 from moa.models import GPU_ARCHITECTURES
-from moa.tuning import StudySettings, check_space
+from moa.tuning import RESOURCES, StudySettings, check_space
 
 DATA = "results/data"
 SYNTH = "results/synthetic"
@@ -219,13 +219,10 @@ def canonical(value):
     return value
 
 
-# where and how fast a model runs, not what it computes: changing them reruns nothing
-MODEL_RESOURCES = ("gpu", "threads", "mem_mb", "runtime")
-
-
 def model_recipe(name):
-    """What a model's results depend on: its config entry without its resources."""
-    return canonical({k: v for k, v in model_config(name).items() if k not in MODEL_RESOURCES})
+    """What a model's results depend on: its config entry without its resources (changing them reruns
+    nothing)."""
+    return canonical({k: v for k, v in model_config(name).items() if k not in RESOURCES})
 
 
 def fold_ids(model):

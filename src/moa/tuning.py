@@ -93,10 +93,6 @@ class Dimension:
     def decode(self, value):
         return json.loads(value) if self.encoded else value
 
-    def extremes(self) -> tuple:
-        """Values a trial can take at the edges of the space (every choice)."""
-        return self.values
-
 
 @dataclass
 class StudySettings:
@@ -157,7 +153,7 @@ class StudySettings:
                 "folds": self.folds, "sampler": self.sampler, "pruner": self.pruner}
 
 
-# where and how fast a model runs, not what it computes (the workflow's MODEL_RESOURCES)
+# where and how fast a model runs, not what it computes: the workflow's rerun decisions ignore them too
 RESOURCES = ("gpu", "threads", "mem_mb", "runtime")
 
 
@@ -211,7 +207,8 @@ def check_space(name: str, settings: StudySettings, entry: dict, schema: dict) -
             raise ValueError(f"tuning.{name}: space.{dim.name}: params.{dim.name} takes integers: use "
                              f"int: [low, high]")
     validator = jsonschema.Draft202012Validator({**defs[arch], "$defs": defs})
-    points = [{d.name: value} for d in settings.space for value in d.extremes()]
+    # the edges of each range and every choice
+    points = [{d.name: value} for d in settings.space for value in d.values]
     points += [dict(point) for point in settings.enqueue]
     for point in points:
         params = with_params(entry, point)["params"]
