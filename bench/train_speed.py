@@ -4,13 +4,15 @@ TabNet with the write-up's settings (n_d = n_a = 32, batch 1024, virtual batch 1
 `fit` vs the same network's steps on sliced tensors (what its DataLoader and bookkeeping cost), and the
 share of the network step spent in the forward pass.
 
-    .venv/bin/python bench/train_speed.py [--scale 1.0] [--threads 2]
+    .venv/bin/python bench/train_speed.py [--scale 1.0] [--threads 2] [--repeats 3]
 
 Full-size synthetic data, treated rows, the Simple-NN-new feature set (1032 columns), batch 256.
 Achieved FLOP/s counts forward + backward as 3x the forward multiply-adds of the three Linear layers,
-and is compared with plain `torch.matmul` of the same shapes measured in the same run (before and after
-the loops, averaged). Every loop
-run 20 warm-up batches before either is timed.
+and is compared with plain `torch.matmul` of the same shapes measured in the same run. This machine's
+speed drifts by 10% within a minute, so the loops take turns, `--repeats` epochs each, every epoch
+between two matmul measurements, and each epoch is compared with the mean of the two around it; the
+table gives the median epoch and the range of its shares. Every loop runs 20 warm-up batches before
+any is timed.
 """
 from __future__ import annotations
 
@@ -156,36 +158,52 @@ def simple_nn_inputs(scale: float) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def interleaved_epochs(loops, x, y, repeats: int) -> tuple[pd.DataFrame, list[float]]:
+    """Each loop's epochs, the loops taking turns; each epoch's share of the matmul rate measured just
+    before and just after it."""
+    n_in, n_out = x.shape[1], y.shape[1]
+    references = [matmul_rate(n_in, n_out)]
+    epochs = []
+    for _ in range(repeats):
+        for name, run in loops:
+            seconds = run(x, y)
+            references.append(matmul_rate(n_in, n_out))
+            rate = len(x) * flops_per_sample(n_in, n_out) / seconds
+            epochs.append({"loop": name, "seconds": seconds, "rate": rate, "share": rate / np.mean(references[-2:])})
+    epochs = pd.DataFrame(epochs)
+    by_loop = epochs.groupby("loop", sort=False)
+    table = pd.DataFrame({
+        "seconds / epoch": by_loop["seconds"].median(),
+        "samples / s": len(x) / by_loop["seconds"].median(),
+        "GFLOP/s": by_loop["rate"].median() / 1e9,
+        "share of matmul": by_loop["share"].median(),
+        "share, lowest": by_loop["share"].min(),
+        "share, highest": by_loop["share"].max(),
+    })
+    return table, references
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="timed epochs of each loop")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     x, y = simple_nn_inputs(args.scale)
     n_in, n_out = x.shape[1], y.shape[1]
 
-    # measured before and after the loops, and averaged: a short burst of matmul alone swings by 10%
-    reference_before = matmul_rate(n_in, n_out)
     loops = (("moa.training loop (sliced tensors, Lightning Fabric)", our_epoch),
              ("the same steps in plain PyTorch", plain_epoch),
              ("per-row Dataset + DataLoader", per_row_epoch))
-    # a process's first steps pay for page faults and kernel set-up: warm up both before timing either
+    # a process's first steps pay for page faults and kernel set-up: warm up every loop before timing any
     for _, run in loops:
         run(x[:WARM_UP_ROWS], y[:WARM_UP_ROWS])
-    rows = []
-    for name, run in loops:
-        seconds = run(x, y)
-        rate = len(x) * flops_per_sample(n_in, n_out) / seconds
-        rows.append({"loop": name, "seconds / epoch": seconds, "samples / s": len(x) / seconds, "GFLOP/s": rate / 1e9})
-    reference_after = matmul_rate(n_in, n_out)
-    reference = (reference_before + reference_after) / 2
-    table = pd.DataFrame(rows).set_index("loop")
-    table["share of matmul"] = table["GFLOP/s"] * 1e9 / reference
+    table, references = interleaved_epochs(loops, x, y, args.repeats)
     print(f"{len(x)} treated rows x {n_in} inputs -> {n_out} targets, 3-FC {HIDDEN} wide, batch {BATCH}, "
-          f"{args.threads} threads; torch.matmul on the same shapes: {reference / 1e9:.1f} GFLOP/s (mean of "
-          f"{reference_before / 1e9:.1f} before and {reference_after / 1e9:.1f} after the loops)\n")
+          f"{args.threads} threads, {args.repeats} epochs of each loop; torch.matmul on the same shapes: "
+          f"{min(references) / 1e9:.1f} to {max(references) / 1e9:.1f} GFLOP/s over the run\n")
     print(report.to_markdown(table, digits=2))
     tabnet = pd.DataFrame(tabnet_epochs(x, y)).set_index("loop")
     print(f"\nTabNet, the write-up's settings (n_d = n_a = 32, 1 step, entmax, batch 1024 / virtual 128), "

@@ -191,6 +191,32 @@ def test_dropout_zeroes_a_share_p_and_rescales_the_rest_only_in_training():
     assert layer.eval()(x) is x
     with pytest.raises(ValueError, match="p must be in"):
         Dropout(1.0)
+    with pytest.raises(ValueError, match="rounds to 1"):
+        Dropout(1 - 1e-6)
+
+
+@pytest.mark.parametrize("p", [0.5, 0.15, 0.3])
+def test_dropout_uses_all_sixteen_random_bits_and_keeps_the_expected_output(p):
+    """A mask built from biased bits (the top bit of a non-negative int64 is always 0) would keep a
+    quarter of the lanes at p = 0.5; the rescaling makes the mean output the input."""
+    torch.manual_seed(1)
+    out = Dropout(p)(torch.ones(4000, 1000))
+    dropped = (out == 0).float()
+    assert float(dropped.mean()) == pytest.approx(p, abs=0.002)
+    lanes = dropped.reshape(-1, 4).mean(dim=0)   # the four 16-bit draws of each 64-bit word
+    assert lanes.tolist() == pytest.approx([p] * 4, abs=0.004)
+    assert float(out.mean()) == pytest.approx(1.0, abs=0.004)
+
+
+def test_dropout_mask_follows_the_torch_seed_and_keeps_the_input_dtype():
+    layer = Dropout(0.25)
+    x = torch.randn(64, 33, dtype=torch.bfloat16)
+    torch.manual_seed(3)
+    first = layer(x)
+    torch.manual_seed(3)
+    assert torch.equal(layer(x), first)
+    assert first.dtype == torch.bfloat16
+    assert not torch.equal(layer(x), first)
 
 
 def test_bad_network_config_is_refused():

@@ -19,23 +19,35 @@ ACTIVATIONS = {"leaky_relu": lambda: nn.LeakyReLU(0.01), "relu": nn.ReLU}
 
 
 class Dropout(nn.Module):
-    """Inverted dropout drawing its mask with `torch.rand`.
+    """Inverted dropout drawing its mask from 16-bit random integers.
 
-    Same semantics as `nn.Dropout`, but on CPU `bernoulli_` costs twice what `rand` does: on the
-    2048-wide Simple NN that was a tenth of every training step.
+    Each element is zeroed with probability `p` rounded to a multiple of 2^-16 (0.25 exactly, 0.15 as
+    0.149994) and the rest are scaled by the inverse of the keep probability, so the expected output is
+    the input. The random integers are drawn 64 bits at a time: on CPU a 256 x 2048 mask then costs
+    0.36 ms against 1.16 ms for `torch.rand_like` and 3.4 ms for `bernoulli_`; the `rand_like` masks were
+    3% of every training step of the 2048-wide Simple NN.
     """
+
+    LEVELS = 1 << 16
 
     def __init__(self, p: float):
         super().__init__()
         if not 0 <= p < 1:
             raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
         self.p = p
+        dropped_levels = round(p * self.LEVELS)
+        if dropped_levels == self.LEVELS:
+            raise ValueError(f"Dropout: p = {p} rounds to 1 in steps of 2^-16")
+        self.threshold = dropped_levels - self.LEVELS // 2   # the draws are signed: [-2^15, 2^15)
+        self.scale = self.LEVELS / (self.LEVELS - dropped_levels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        keep = torch.rand_like(x) >= self.p
-        return x * keep / (1 - self.p)
+        words = torch.empty(-(-x.numel() // 4), dtype=torch.int64, device=x.device).random_(-2 ** 63, None)
+        draws = words.view(torch.int16)[:x.numel()].view(x.shape)
+        # one mask in x's dtype: a bool mask is cast on every multiply, forward and backward (2x the time)
+        return x * (draws >= self.threshold).to(x.dtype).mul_(self.scale)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
