@@ -97,6 +97,22 @@ def test_one_cycle_plans_the_batches_that_run():
     assert recipe.per_batch_schedule(optimiser, 130).total_steps == 2 * 3
 
 
+@pytest.mark.parametrize("pct_start, epochs", [(0.1, 5), (0.25, 2), (0.125, 4)])
+def test_a_one_step_warm_up_starts_low_and_peaks_after_one_step(pct_start, epochs):
+    """pct_start x steps = 1 made torch's OneCycleLR divide by zero (2 batches an epoch here)."""
+    recipe = NetworkTraining(epochs=epochs, batch_size=64, pct_start=pct_start, max_lr=1e-2, div_factor=100)
+    optimiser = recipe.optimiser_for([nn.Parameter(torch.zeros(1))])
+    schedule = recipe.per_batch_schedule(optimiser, 128)
+    rates = [schedule.get_last_lr()[0]]
+    for _ in range(schedule.total_steps - 1):
+        optimiser.step()
+        schedule.step()
+        rates.append(schedule.get_last_lr()[0])
+    assert rates[0] == pytest.approx(1e-4, rel=1e-9)
+    assert rates[1] == pytest.approx(max(rates), rel=1e-9)
+    assert max(rates) <= 1e-2 and rates[-1] < rates[1]
+
+
 def test_unknown_optimiser_or_schedule_is_refused():
     with pytest.raises(ValueError, match="unknown optimiser 'sgd'; known: adam, adadelta, radam"):
         NetworkTraining(optimiser="sgd")

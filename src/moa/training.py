@@ -215,9 +215,15 @@ class NetworkTraining:
         """The OneCycle schedule, planned for the batches `batches` yields; None for the other schedules."""
         if self.schedule != "one_cycle":
             return None
+        steps_per_epoch = max(1, batches_per_epoch(n_rows, self.batch_size))
+        pct_start = self.pct_start
+        # OneCycleLR divides by pct_start * steps - 1, so a warm-up of exactly one step (0.1 of 10 steps)
+        # would raise ZeroDivisionError; a warm-up a hair longer gives the same rates to within 1e-15
+        while pct_start * self.epochs * steps_per_epoch - 1 == 0:
+            pct_start = math.nextafter(pct_start, 1.0)
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimiser, max_lr=self.max_lr, div_factor=self.div_factor, pct_start=self.pct_start,
-            epochs=self.epochs, steps_per_epoch=max(1, batches_per_epoch(n_rows, self.batch_size)))
+            optimiser, max_lr=self.max_lr, div_factor=self.div_factor, pct_start=pct_start,
+            epochs=self.epochs, steps_per_epoch=steps_per_epoch)
 
     def per_epoch_schedule(self, optimiser):
         if self.schedule == "cosine":
