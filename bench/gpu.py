@@ -15,7 +15,7 @@
 3. The paper config's card hours per model, projected from the measured rates (every epoch run, no
    early stop: an upper bound), against the goal of the whole paper config in 2 h on one H200.
 4. config/test.yaml with every network on the card (`gpu: 1`, `--resources gpu=1`), run twice from
-   scratch: every table byte-identical, every train job's metrics.json reporting cuda; then
+   scratch, both at once on the same card (WORKFLOW_TIMEOUT for the pair): every table byte-identical, every train job's metrics.json reporting cuda; then
    `moa predict --device cuda` on the run's own test file reproduces its submission.csv (within PREDICT_ATOL).
 
 With `--smoke` the sizes are tiny and, on the CPU, the mixed precisions run the CPU's own autocast (and
@@ -56,6 +56,7 @@ PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 # the paper's rows: treated training rows (what the tabular models train on), all rows (the CNNs)
 TREATED_ROWS, ALL_ROWS, N_TARGETS, N_NONSCORED = 21948, 23814, 206, 402
 PREDICT_ATOL = 1e-4   # a probability predicted again on the card, in its own batches
+WORKFLOW_TIMEOUT = 300   # s for the two tiny runs together (and for moa predict): the script's budget is 8 min
 
 
 def device_for(name: str, precision: str) -> Device:
@@ -318,15 +319,37 @@ def tiny_config(precision: str) -> dict:
     return config
 
 
-def run_workflow(workdir: Path, config: dict, cores: int) -> float:
-    (workdir / "gpu.yaml").write_text(yaml.safe_dump(config))
+def run_workflows(workdirs: list[Path], config: dict, cores: int, timeout: float) -> list[float]:
+    """The tiny workflow in each folder, all at once (each folder has its own card-lock folder, so they
+    share the card): the seconds until each finished. Each one's Snakemake log is `snakemake.log` there."""
     started = time.perf_counter()
-    done = subprocess.run([str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-                           "--cores", str(cores), "--resources", "gpu=1", "--configfile", str(workdir / "gpu.yaml")],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"the tiny workflow failed in {workdir}:\n{done.stderr[-3000:]}")
-    return time.perf_counter() - started
+    running = []
+    for workdir in workdirs:
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "gpu.yaml").write_text(yaml.safe_dump(config))
+        with open(workdir / "snakemake.log", "w") as log:
+            running.append(subprocess.Popen(
+                [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores",
+                 str(cores), "--resources", "gpu=1", "--configfile", str(workdir / "gpu.yaml")],
+                stdout=log, stderr=subprocess.STDOUT))
+    seconds = []
+    try:
+        for workdir, process in zip(workdirs, running):
+            try:
+                process.wait(timeout=max(0.0, timeout - (time.perf_counter() - started)))
+            except subprocess.TimeoutExpired:
+                raise RuntimeError(f"the tiny workflow in {workdir} ran past {timeout:.0f} s; its log: "
+                                   f"{workdir / 'snakemake.log'}") from None
+            if process.returncode != 0:
+                tail = (workdir / "snakemake.log").read_text()[-3000:]
+                raise RuntimeError(f"the tiny workflow failed in {workdir}:\n{tail}")
+            seconds.append(time.perf_counter() - started)
+    finally:
+        for process in running:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return seconds
 
 
 def tables(workdir: Path) -> dict[str, bytes]:
@@ -341,10 +364,10 @@ def workflow_checks(device_name: str, run_dir: Path | None, precision: str, core
         if run_dir is None:
             first, second = Path(scratch) / "first", Path(scratch) / "second"
             config = tiny_config(precision)
-            seconds = [run_workflow(w, config, cores) for w in (first, second)]
+            seconds = run_workflows([first, second], config, cores, WORKFLOW_TIMEOUT)
             a, b = tables(first), tables(second)
             differ = sorted(name for name in a if a[name] != b.get(name))
-            checks["two runs, wall s"] = " / ".join(f"{s:.0f}" for s in seconds)
+            checks["two runs at once, wall s"] = " / ".join(f"{s:.0f}" for s in seconds)
             checks["tables byte-identical"] = f"{len(a) - len(differ)} of {len(a)}" + (f" (differ: {differ[:5]})" if differ else "")
             checks["pass: identical"] = not differ and a.keys() == b.keys()
             run_dir = first
@@ -358,7 +381,7 @@ def workflow_checks(device_name: str, run_dir: Path | None, precision: str, core
         done = subprocess.run([str(BIN / "moa"), "predict", "--results", str(run_dir / "results"), "--features",
                                str(run_dir / "results" / "synthetic" / "test_features.csv"), "--out", str(out),
                                "--device", device_name, "--lock-dir", str(Path(scratch) / "locks")],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, timeout=WORKFLOW_TIMEOUT)
         if done.returncode != 0:
             raise RuntimeError(f"moa predict failed: {done.stderr[-2000:]}")
         predicted, submitted = pd.read_csv(out), pd.read_csv(run_dir / "results" / "submission.csv")
@@ -410,6 +433,8 @@ def main() -> int:
 
     if args.device == "cuda" or args.run is not None:
         print("4. config/test.yaml with every network on the device\n", flush=True)
+        if args.device == "cuda":
+            torch.cuda.empty_cache()   # parts 1-2's cached blocks (tens of GiB) would crowd the runs' jobs
         try:
             checks = workflow_checks(args.device, args.run, args.precision, args.threads)
             print(report.to_markdown(pd.DataFrame([{"check": k, "result": str(v)} for k, v in checks.items()]).set_index("check")))

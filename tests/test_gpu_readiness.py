@@ -7,10 +7,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from moa import devices, jobs, predict
@@ -278,3 +280,43 @@ def test_channels_last_cnns_compute_the_same_logits_up_to_rounding():
     assert fast.backbone.conv1[0].weight.is_contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         torch.testing.assert_close(fast(x), plain(x), rtol=1e-5, atol=1e-6)
+
+
+def gpu_bench(monkeypatch, tmp_path, snakemake_script: str):
+    """bench/gpu.py as a module, its `snakemake` replaced by a shell script."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_bench", REPO / "bench" / "gpu.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)   # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "snakemake").write_text("#!/bin/sh\n" + snakemake_script)
+    (bin_dir / "snakemake").chmod(0o755)
+    monkeypatch.setattr(module, "BIN", bin_dir)
+    return module
+
+
+def test_the_acceptance_script_runs_both_tiny_workflows_at_once_in_folders_it_creates(monkeypatch, tmp_path):
+    """On a card (no --run) part 4 used to write into folders nothing had made, so it always failed."""
+    bench = gpu_bench(monkeypatch, tmp_path, 'echo "$@"; sleep 1\n')
+    workdirs = [tmp_path / "scratch" / "first", tmp_path / "scratch" / "second"]
+    started = time.perf_counter()
+    seconds = bench.run_workflows(workdirs, {"models": {}}, cores=3, timeout=60)
+    assert time.perf_counter() - started < 1.9 and len(seconds) == 2   # together, not one after the other
+    for workdir in workdirs:
+        assert yaml.safe_load((workdir / "gpu.yaml").read_text()) == {"models": {}}
+        assert f"--directory {workdir} --cores 3 --resources gpu=1 --configfile {workdir / 'gpu.yaml'}" in (
+            workdir / "snakemake.log").read_text()
+
+
+def test_the_acceptance_script_names_a_failed_or_overlong_tiny_workflow(monkeypatch, tmp_path):
+    bench = gpu_bench(monkeypatch, tmp_path, 'echo "MissingInputException in rule train"; exit 1\n')
+    with pytest.raises(RuntimeError, match=r"(?s)the tiny workflow failed in .*first:\nMissingInputException in rule train"):
+        bench.run_workflows([tmp_path / "first", tmp_path / "second"], {}, cores=1, timeout=60)
+    bench = gpu_bench(monkeypatch, tmp_path / "slow", "sleep 30\n")
+    started = time.perf_counter()
+    with pytest.raises(RuntimeError, match=r"the tiny workflow in .*first ran past 1 s; its log: .*snakemake.log"):
+        bench.run_workflows([tmp_path / "first", tmp_path / "second"], {}, cores=1, timeout=1)
+    assert time.perf_counter() - started < 10   # both killed, not waited for

@@ -224,6 +224,17 @@ def test_dropout_uses_all_sixteen_random_bits_and_keeps_the_expected_output(p):
     assert float(out.mean()) == pytest.approx(1.0, abs=0.004)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_dropout_in_half_precision_scales_the_kept_values_without_bias(dtype):
+    """A mask holding the scale in bf16 would make every kept value 1.336 / 1.333 times the input."""
+    torch.manual_seed(2)
+    x = (torch.rand(2000, 500) + 1).to(dtype)
+    out = Dropout(0.25)(x)
+    kept = out != 0
+    ratio = (out[kept].double() / x[kept].double()).mean()
+    assert float(ratio) == pytest.approx(4 / 3, abs=3e-4)
+
+
 def test_dropout_mask_follows_the_torch_seed_and_keeps_the_input_dtype():
     layer = Dropout(0.25)
     x = torch.randn(64, 33, dtype=torch.bfloat16)
