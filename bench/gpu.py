@@ -18,7 +18,8 @@
    early stop: an upper bound), against the goal of the whole paper config in 2 h on one H200.
 4. config/test.yaml with every network on the card (`gpu: 1`, `--resources gpu=1`), run twice from
    scratch, both at once on the same card (WORKFLOW_TIMEOUT for the pair): every table byte-identical,
-   every train job's metrics.json reporting cuda; then `moa predict --device cuda` on the run's own test file reproduces its submission.csv (within PREDICT_ATOL).
+   every train job's metrics.json reporting cuda; then `moa predict --device cuda` on the run's own
+   test file reproduces its submission.csv (within PREDICT_ATOL).
 
 With `--smoke` the sizes are tiny and, on the CPU, the mixed precisions run the CPU's own autocast (and
 loss scaler: `moa.training.CardStandIn`), so every code path of the script runs in seconds; part 4 then checks a finished run given
