@@ -3,11 +3,16 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 2
+# the card machine's Python (bench/card/): a python3.12 on the PATH, else pyenv's
+PYTHON312 ?= $(shell for p in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/python3.12; do \
+	$$p -c '' 2>/dev/null && { command -v $$p; break; }; done)
+KIT ?= .whl
+CARD_VENV ?= .venv-card
 
 # root installs Debian packages directly, anyone else through sudo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install browser slurm demo test lint bench clean
+.PHONY: install browser slurm demo test lint bench gpu-kit gpu-mirror clean
 
 install: $(VENV)/.installed
 
@@ -54,6 +59,19 @@ bench: install
 	$(BIN)/python bench/predict.py
 	$(BIN)/python bench/deepinsight.py
 	$(BIN)/python bench/leakage.py
+
+# The wheels a card machine without network lacks (bench/card/kit.py), resolved by Python 3.12 as there
+gpu-kit:
+	@test -n "$(PYTHON312)" || { echo "make gpu-kit needs the card's Python, 3.12: set PYTHON312=/path/to/python3.12" >&2; exit 2; }
+	$(PYTHON312) bench/card/kit.py --out $(KIT)
+
+# The card image mirrored as far as the registry allows (torch 2.11.0 and the rest of $(KIT)/image.txt:
+# several GB), the kit installed into it the runner's way, and the runner's CPU smoke run (a few minutes)
+gpu-mirror: gpu-kit
+	test -x $(CARD_VENV)/bin/python || $(PYTHON312) -m venv $(CARD_VENV)
+	PIP_CONSTRAINT= $(CARD_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(KIT)/image.txt
+	PYTHON=$(CARD_VENV)/bin/python KIT=$(KIT) SITE=$(CURDIR)/$(CARD_VENV)/kit OUT=bench-results/card-mirror \
+		LIMIT=900 bench/card/run.sh --device cpu --smoke
 
 clean:
 	rm -rf results .snakemake

@@ -1,6 +1,7 @@
 """The GPU acceptance script: one unattended run on a machine with a card proves what the CPU tests cannot.
 
-    .venv/bin/python bench/gpu.py                              # on a card: every check, < 8 minutes on one H200
+    .venv/bin/python bench/gpu.py                              # on a card: every check, sized for 8 min on one H200
+    bench/card/run.sh                                          # the same on a card machine without network
     .venv/bin/python bench/gpu.py --device cpu --smoke --run R # tiny sizes, seconds: `make test` runs this
 
 1. Every network family through the code that trains it (the one loop, or pytorch-tabnet's for TabNet) on
@@ -22,9 +23,11 @@
    test file reproduces its submission.csv (within PREDICT_ATOL).
 
 With `--smoke` the sizes are tiny and, on the CPU, the mixed precisions run the CPU's own autocast (and
-loss scaler: `moa.training.CardStandIn`), so every code path of the script runs in seconds; part 4 then checks a finished run given
-with `--run` instead of running the workflow twice. Exits non-zero if any check fails; a failing row
-says why and the rest still run.
+loss scaler: `moa.training.CardStandIn`), so every code path of the script runs in seconds. Part 4 runs
+the tiny workflow twice on whichever device, or checks a finished run given with `--run` instead (what
+`make test` does). Snakemake and `moa` are called as modules of the running interpreter, so the script
+also runs where the card kit was installed with `pip install --target` (bench/card/run.sh). Exits
+non-zero if any check fails; a failing row says why and the rest still run.
 """
 from __future__ import annotations
 
@@ -53,7 +56,9 @@ from moa.models.two_heads import TwoHeadsModel
 from moa.training import CardStandIn, Device, NetworkTraining, seed_everything, train_network
 
 REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+# as modules of this interpreter: a kit installed with `pip install --target` (bench/card/run.sh) has no scripts
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+MOA = [sys.executable, "-m", "moa"]
 PAPER = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 # the paper's rows: treated training rows (what the tabular models train on), all rows (the CNNs)
@@ -337,7 +342,7 @@ def run_workflows(workdirs: list[Path], config: dict, cores: int, timeout: float
         (workdir / "gpu.yaml").write_text(yaml.safe_dump(config))
         with open(workdir / "snakemake.log", "w") as log:
             running.append(subprocess.Popen(
-                [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores",
+                [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores",
                  str(cores), "--resources", "gpu=1", "--configfile", str(workdir / "gpu.yaml")],
                 stdout=log, stderr=subprocess.STDOUT))
     seconds = []
@@ -386,7 +391,7 @@ def workflow_checks(device_name: str, run_dir: Path | None, precision: str, core
         checks["train jobs by device"] = pd.Series([f"{j['device']} ({j['precision']})" for j in jobs.values()]).value_counts().to_dict()
         checks["pass: networks on the device"] = bool(networks) and all(j["device"] == device_name for j in networks)
         out = Path(scratch) / "predicted.csv"
-        done = subprocess.run([str(BIN / "moa"), "predict", "--results", str(run_dir / "results"), "--features",
+        done = subprocess.run([*MOA, "predict", "--results", str(run_dir / "results"), "--features",
                                str(run_dir / "results" / "synthetic" / "test_features.csv"), "--out", str(out),
                                "--device", device_name, "--lock-dir", str(Path(scratch) / "locks")],
                               capture_output=True, text=True, timeout=WORKFLOW_TIMEOUT)
@@ -439,16 +444,15 @@ def main() -> int:
     total = projected["card hours (upper bound)"].sum(min_count=1)
     print(f"\nwhole paper config: {total:.2f} card hours at most on this device (goal: <= 2 h on one H200)\n", flush=True)
 
-    if args.device == "cuda" or args.run is not None:
-        print("4. config/test.yaml with every network on the device\n", flush=True)
-        if args.device == "cuda":
-            torch.cuda.empty_cache()   # parts 1-2's cached blocks (tens of GiB) would crowd the runs' jobs
-        try:
-            checks = workflow_checks(args.device, args.run, args.precision, args.threads)
-            print(report.to_markdown(pd.DataFrame([{"check": k, "result": str(v)} for k, v in checks.items()]).set_index("check")))
-            failed += [name for name, ok in checks.items() if name.startswith("pass:") and not ok]
-        except Exception as error:
-            failed.append(f"workflow: {failure(error)}")
+    print("4. config/test.yaml with every network on the device\n", flush=True)
+    if args.device == "cuda":
+        torch.cuda.empty_cache()   # parts 1-2's cached blocks (tens of GiB) would crowd the runs' jobs
+    try:
+        checks = workflow_checks(args.device, args.run, args.precision, args.threads)
+        print(report.to_markdown(pd.DataFrame([{"check": k, "result": str(v)} for k, v in checks.items()]).set_index("check")))
+        failed += [name for name, ok in checks.items() if name.startswith("pass:") and not ok]
+    except Exception as error:
+        failed.append(f"workflow: {failure(error)}")
     print(f"\n{time.perf_counter() - started:.0f} s in all; " + (f"FAILED: {'; '.join(failed)}" if failed else "every check passed"))
     return 1 if failed else 0
 

@@ -294,7 +294,7 @@ def gpu_bench(monkeypatch, tmp_path, snakemake_script: str):
     bin_dir.mkdir(parents=True)
     (bin_dir / "snakemake").write_text("#!/bin/sh\n" + snakemake_script)
     (bin_dir / "snakemake").chmod(0o755)
-    monkeypatch.setattr(module, "BIN", bin_dir)
+    monkeypatch.setattr(module, "SNAKEMAKE", [str(bin_dir / "snakemake")])
     return module
 
 
