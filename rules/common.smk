@@ -69,7 +69,8 @@ def check_config():
 
 
 def check_blends():
-    """Members exist and are scored; a searched blend compares OOF only within one CV scheme; blend names
+    """Members exist and are scored; a searched blend compares OOF only within one CV scheme (unless it
+    says mixed_folds); blend names
     do not shadow model names (they share the score table); the submission's blend exists."""
     for name, blend in config["blends"].items():
         if name in config["models"]:
@@ -83,6 +84,8 @@ def check_blends():
                 )
         if blend["method"] == "fixed":
             continue
+        if blend.get("mixed_folds", False):
+            continue
         first = blend["members"][0]
         for member in blend["members"][1:]:
             why = incomparable_oof(config["models"][first]["cv"], config["models"][member]["cv"])
@@ -91,7 +94,8 @@ def check_blends():
                     f"blend {name!r}: members {first!r} (cv {config['models'][first]['cv']!r}) and {member!r} "
                     f"(cv {config['models'][member]['cv']!r}) come from different CV schemes whose OOF "
                     f"predictions are not comparable ({why}), so method {blend['method']!r} cannot weigh "
-                    "them. Use method: fixed, or choose members of comparable schemes."
+                    "them. Use method: fixed, choose members of comparable schemes, or set mixed_folds: "
+                    "true to weigh them all the same (README \"Blends\")."
                 )
     if SUBMISSION_BLEND not in config["blends"]:
         raise ValueError(

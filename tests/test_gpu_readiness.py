@@ -258,7 +258,7 @@ def test_the_gpu_acceptance_script_runs_every_check_at_smoke_size_on_the_cpu(run
                           capture_output=True, text=True, cwd=REPO, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
-    for family in ("Simple NN (MLP)", "3-stage NN, stage 2", "TabNet", "2-heads ResNet (all phases)",
+    for family in ("Simple NN (MLP)", "3-stage NN, stage 2", "TabNet", "2-heads ResNet (all phases)", "1D-CNN",
                    "EfficientNet-B3", "EfficientNet-B3, channels-last", "ResNeSt-50 fast"):
         assert f"('{family}', " in out, family
     assert "whole paper config:" in out and "| pass: predict within 0.0001 | True |" in out

@@ -246,7 +246,7 @@ def test_write_fold_result_writes_five_files_and_the_model_reloads(tmp_path):
 # --- models --------------------------------------------------------------------------------------
 
 def test_build_unknown_arch_lists_known_ones():
-    with pytest.raises(ValueError, match=r"unknown arch 'nope'; known: deepinsight, linear, mlp, prior, tabnet, two_heads$"):
+    with pytest.raises(ValueError, match=r"unknown arch 'nope'; known: cnn1d, deepinsight, linear, mlp, prior, tabnet, two_heads$"):
         models.build("nope")
 
 

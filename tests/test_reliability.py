@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 # what the comparison reads: the blends, the submission and every model they stack or blend (the report,
 # recipes, learning curves and prior_new, which nothing uses, are left out: they take time and hold no
 # predictions that something depends on)
-BLENDED = ["prior", "linear", "stage3", "cnn"]
+BLENDED = ["prior", "linear", "stage3", "cnn", "cnn1d"]
 PREDICTIONS = ["results/submission.csv", "results/blend/searched/test.parquet", "results/blend/fixed/test.parquet",
                *[f"results/models/{m}/{part}.parquet" for m in BLENDED for part in ("oof", "test")]]
 
@@ -126,4 +126,4 @@ def test_on_permuted_labels_no_model_or_blend_beats_the_prior(tmp_path):
         losses[f"blend {name}"] = score["oof_cross_validated"]["treated_rows"]
     beating = {m: round(1 - loss / prior, 4) for m, loss in losses.items() if loss < prior * (1 - LEAKAGE_TOLERANCE)}
     assert not beating, f"on permuted labels these beat the prior's OOF {prior:.5f} by (share): {beating}"
-    assert set(losses) >= {"linear", "stage2", "stage3", "cnn", "tabnet", "two_heads", "blend searched"}
+    assert set(losses) >= {"linear", "stage2", "stage3", "cnn", "tabnet", "two_heads", "cnn1d", "blend searched"}

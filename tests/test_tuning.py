@@ -210,7 +210,7 @@ def test_the_paper_configs_example_studies_are_valid_once_uncommented():
         assert {k: _lookup(entry["params"], k) for k in spelled} == spelled, name
         families.add(entry["arch"] + ("/" + entry["params"]["backbone"] if entry["arch"] == "deepinsight" else ""))
     assert families == {"mlp", "tabnet", "two_heads", "deepinsight/tf_efficientnet_b3",
-                        "deepinsight/resnest50_fast_2s2x40d"}
+                        "deepinsight/resnest50_fast_2s2x40d", "cnn1d"}
 
 
 def _lookup(params: dict, name: str):

@@ -178,12 +178,16 @@ def test_bad_stacking_fails_at_parse_time_naming_both_models(tmp_path, change, m
     assert message in done.stdout + done.stderr
 
 
-def test_a_searched_blend_mixing_cv_schemes_is_refused_at_parse_time(tmp_path):
-    config = write_config(tmp_path / "bad.yaml", blends={"mixed": {"members": ["prior", "prior_new"], "method": "optuna"}})
+def test_a_searched_blend_mixing_cv_schemes_is_refused_at_parse_time_unless_it_says_mixed_folds(tmp_path):
+    blend = {"members": ["prior", "prior_new"], "method": "optuna"}
+    config = write_config(tmp_path / "bad.yaml", blends={"mixed": blend})
     done = snakemake(tmp_path, config, "-n", check=False)
     assert done.returncode != 0
     assert ("blend 'mixed': members 'prior' (cv 'old') and 'prior_new' (cv 'new') come from different CV schemes"
             in done.stdout + done.stderr)
+    assert "or set mixed_folds: true" in done.stdout + done.stderr
+    config = write_config(tmp_path / "mixed.yaml", blends={"mixed": {**blend, "mixed_folds": True}})
+    assert job_counts(snakemake(tmp_path, config, "-n"))["blend_weights"] == 1
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -204,7 +208,7 @@ def test_searched_blend_beats_its_members_and_optuna_agrees_with_slsqp_on_real_o
     record = json.loads((results / "blend" / "searched" / "weights.json").read_text())
     assert record["method"] == "slsqp"
     weights = record["weights"]
-    assert list(weights) == sorted(["prior", "linear", "stage3", "cnn"])
+    assert list(weights) == sorted(["prior", "linear", "stage3", "cnn", "cnn1d"])
     assert sum(weights.values()) == pytest.approx(1.0) and min(weights.values()) >= 0
     assert record["oof_treated"] <= min(record["members_oof_treated"].values()) + 1e-12
     problem = blend.blend_problem(
@@ -221,7 +225,7 @@ def test_searched_blend_beats_its_members_and_optuna_agrees_with_slsqp_on_real_o
 def test_report_tables_and_figures_are_written(run):
     report = run / "results" / "report"
     members = pd.read_csv(report / "members.csv", index_col=[0, 1]).loc["searched"]
-    assert list(members.index) == ["prior", "linear", "stage3", "cnn", "oracle (Bayes floor)"]
+    assert list(members.index) == ["prior", "linear", "stage3", "cnn", "cnn1d", "oracle (Bayes floor)"]
     assert members["weight"].sum() == pytest.approx(1.0)
     assert 0 <= members.loc["oracle (Bayes floor)", "oof_treated"] < members.loc["prior", "oof_treated"]
     fixed = pd.read_csv(report / "members.csv", index_col=[0, 1]).loc["fixed"]
@@ -229,13 +233,14 @@ def test_report_tables_and_figures_are_written(run):
     scores = pd.read_csv(report / "scores.csv", index_col=0)
     assert {"searched", "fixed"} <= set(scores.index) and "test_new gap closed" in scores
     ablation = pd.read_csv(report / "ablation" / "searched.csv", index_col=0)
-    assert list(ablation.index) == ["prior", "linear", "stage3", "cnn"]
+    assert list(ablation.index) == ["prior", "linear", "stage3", "cnn", "cnn1d"]
     assert {"oof loss added", "test loss added"} <= set(ablation.columns)
     correlation = pd.read_csv(report / "correlation_oof.csv", index_col=0)
     assert correlation.loc["linear", "linear"] == 1.0
     assert correlation.loc["linear", "stage3"] == correlation.loc["stage3", "linear"]
     for name in ["correlation_oof.png", "correlation_test.png", "scores.png",
-                 *[f"learning_curves/{m}.png" for m in ["prior", "linear", "stage1", "stage2", "stage3", "cnn", "prior_new"]]]:
+                 *[f"learning_curves/{m}.png" for m in ["prior", "linear", "stage1", "stage2", "stage3", "cnn", "cnn1d",
+                                                "prior_new"]]]:
         assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     summary = (report / "summary.md").read_text()
     assert "## Blend searched: members and weights (slsqp)" in summary
@@ -287,11 +292,22 @@ def test_the_paper_config_has_both_blends_and_submits_best_lb(tmp_path):
                      "results/blend/best_cv/weights.json", "--config", "data={'source': 'synthetic'}")
     text = done.stdout + done.stderr
     best_cv = [job for job in text.split("rule blend_weights:")[1:] if "results/blend/best_cv/" in job][0]
-    members = ["nn3_stage3", "two_heads_v2", "effnet_b3", "resnest_v1", "resnest_v2"]  # the write-up's five
+    members = ["nn3_stage3", "two_heads_v2", "effnet_b3", "resnest_v1", "resnest_v2",  # the write-up's five
+               "cnn1d"]                                                              # and the 2nd place's
     assert ", ".join(f"results/models/{m}/oof.parquet" for m in members) in best_cv
     assert "simple_nn_new" not in best_cv.split("output:")[0]
     submission = text.split("rule submission:")[1]
     assert "results/blend/best_lb/test.parquet" in submission.split("output:")[0]
+
+
+def test_the_paper_1d_cnn_is_16_seeds_of_5_drug_aware_folds_each_job_on_a_card(tmp_path):
+    done = snakemake(tmp_path, REPO / "config" / "paper.yaml", "-n", "results/models/cnn1d/score.json",
+                     "--config", "data={'source': 'synthetic'}")
+    jobs = [job for job in (done.stdout + done.stderr).split("rule train:")[1:]
+            if "output: results/models/cnn1d/" in job]
+    assert len(jobs) == 80
+    assert all("gpu=1" in job.split("resources:")[1].splitlines()[0] for job in jobs)
+    assert all("results/folds/drug19/seed" in job.split("output:")[0] for job in jobs)
 
 
 def test_one_tabnet_fold_needs_only_its_stage_1(tmp_path):

@@ -158,7 +158,8 @@ class NetworkTraining:
     `cosine_period` epochs and, as PyTorch's CosineAnnealingLR does past its T_max, back up again, so the
     rate oscillates with a period of twice that). `gradient_clip` caps the gradients' total norm;
     `progress` writes a progress bar over the run's batches to the log (for runs whose epochs take
-    minutes). An epoch is better when its validation
+    minutes); `schedule_epochs` plans the OneCycle over more epochs than are run (the 1D-CNN's one epoch of
+    pre-training on a 25-epoch cycle). An epoch is better when its validation
     loss is below the best by more than `min_delta`; `early_stopping` epochs in a row that are not
     stop the run (Keras' patience). With `start_as_best` the starting weights compete too: a phase
     that only makes the validation loss worse ends with the weights it started from.
@@ -184,10 +185,13 @@ class NetworkTraining:
     cosine_period: int = 5
     gradient_clip: float | None = None
     progress: bool = False
+    schedule_epochs: int | None = None  # one_cycle planned over this many epochs (default: epochs)
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 2:
             raise ValueError(f"need epochs >= 1 and batch_size >= 2, got {self.epochs}, {self.batch_size}")
+        if self.schedule_epochs is not None and self.schedule_epochs < self.epochs:
+            raise ValueError(f"schedule_epochs ({self.schedule_epochs}) must be at least epochs ({self.epochs})")
         for key, value, known in (("optimiser", self.optimiser, OPTIMISERS), ("schedule", self.schedule, SCHEDULES)):
             if value not in known:
                 raise ValueError(f"unknown {key} {value!r}; known: {', '.join(known)}")
@@ -216,14 +220,15 @@ class NetworkTraining:
         if self.schedule != "one_cycle":
             return None
         steps_per_epoch = max(1, batches_per_epoch(n_rows, self.batch_size))
+        epochs = self.schedule_epochs or self.epochs
         pct_start = self.pct_start
         # OneCycleLR divides by pct_start * steps - 1, so a warm-up of exactly one step (0.1 of 10 steps)
         # would raise ZeroDivisionError; a warm-up a hair longer gives the same rates to within 1e-15
-        while pct_start * self.epochs * steps_per_epoch - 1 == 0:
+        while pct_start * epochs * steps_per_epoch - 1 == 0:
             pct_start = math.nextafter(pct_start, 1.0)
         return torch.optim.lr_scheduler.OneCycleLR(
             optimiser, max_lr=self.max_lr, div_factor=self.div_factor, pct_start=pct_start,
-            epochs=self.epochs, steps_per_epoch=steps_per_epoch)
+            epochs=epochs, steps_per_epoch=steps_per_epoch)
 
     def per_epoch_schedule(self, optimiser):
         if self.schedule == "cosine":
@@ -271,12 +276,13 @@ def batches(n_rows: int, batch_size: int, generator: torch.Generator):
 
 
 def train_network(module: nn.Module, x_train, y_train, x_valid, y_valid, recipe: NetworkTraining,
-                  device: Device = CPU, augment=None) -> list[dict]:
+                  device: Device = CPU, augment=None, pos_weight: torch.Tensor | None = None) -> list[dict]:
     """Train `module` in place on `device`, where it stays; it ends with the weights of its best
     validation epoch. Parameters that do not require gradients are left untouched (a frozen trunk).
     Each history record says whether its epoch became the best (`improved`). `augment(batch, x_train,
     generator)`, if given, returns the batch a training step sees; its generator is seeded afresh each
-    epoch from one draw of torch's generator, so a run repeats exactly."""
+    epoch from one draw of torch's generator, so a run repeats exactly. `pos_weight` (one per target)
+    weights the positive term of the training loss; validation is always the plain log loss."""
     fabric = device.fabric()
     x, y_hard = fabric.to_device(as_tensor(x_train)), fabric.to_device(as_tensor(y_train))
     y = recipe.soft_targets(y_hard)
@@ -288,6 +294,7 @@ def train_network(module: nn.Module, x_train, y_train, x_valid, y_valid, recipe:
     schedule = recipe.per_batch_schedule(optimiser, len(x))
     per_epoch = recipe.per_epoch_schedule(optimiser)
     loss_fn = nn.BCEWithLogitsLoss()
+    train_loss_fn = loss_fn if pos_weight is None else nn.BCEWithLogitsLoss(pos_weight=fabric.to_device(pos_weight))
     # the data order comes from its own generator, seeded from torch's (seeded by the caller); it
     # draws on the device so the shuffled index never crosses the bus
     generator = torch.Generator(fabric.device).manual_seed(int(torch.randint(0, 2**31 - 1, (1,))))
@@ -304,7 +311,7 @@ def train_network(module: nn.Module, x_train, y_train, x_valid, y_valid, recipe:
         for index in batches(len(x), recipe.batch_size, generator):
             optimiser.zero_grad(set_to_none=True)
             inputs = x[index] if augment is None else augment(x[index], x, noise)
-            loss = loss_fn(model(inputs), y[index])
+            loss = train_loss_fn(model(inputs), y[index])
             fabric.backward(loss)
             if recipe.gradient_clip is not None:
                 # under loss scaling a non-finite gradient is an overflow the scaler handles (it skips

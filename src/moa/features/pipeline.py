@@ -3,7 +3,8 @@
 A step reads a column group (its `columns`) of the current table (``genes``, ``cells``, ``genes+cells``,
 ``numeric`` = every non-categorical column so far, ``categorical`` = cp_time and cp_dose, or
 ``treatment`` = cp_type, cp_time and cp_dose) and
-either *replaces* those columns with its output (quantile, variance_threshold, onehot, codes) or
+either *replaces* those columns with its output (sample_normalisation, quantile, variance_threshold,
+onehot, codes) or
 *appends* its output (pca, factor_analysis, umap, kmeans, row_stats). Columns are always found by
 name, never by position. Each unsupervised step fits on the rows its ``fit_on`` names: ``train``
 or ``train+test`` (the winners' transductive choice), controls included as the winners did.
@@ -24,11 +25,13 @@ from moa.features.onehot import CategoricalCodes, CategoricalOneHot
 from moa.features.pca import PCAComponents
 from moa.features.quantile import QuantileNormal
 from moa.features.row_stats import RowStatistics
+from moa.features.sample_normalisation import SampleNormaliser
 from moa.features.umap_embedding import UMAPEmbedding
 from moa.features.variance_threshold import VarianceFilter
 
 # op -> (transformer class, mode, default column group, short name for output prefixes)
 OPERATIONS = {
+    "sample_normalisation": (SampleNormaliser, "replace", "genes+cells", None),
     "quantile": (QuantileNormal, "replace", "genes+cells", None),
     "pca": (PCAComponents, "append", None, "pca"),
     "factor_analysis": (FactorAnalysisComponents, "append", None, "fa"),

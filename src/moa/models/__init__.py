@@ -14,6 +14,7 @@ ARCHITECTURES = {
     "tabnet": "moa.models.tabnet:TabNetModel",
     "two_heads": "moa.models.two_heads:TwoHeadsModel",
     "deepinsight": "moa.models.deepinsight_cnn:DeepInsightModel",
+    "cnn1d": "moa.models.cnn1d:CNN1DModel",
 }
 
 # the families whose jobs can train on a card (the prior only counts)

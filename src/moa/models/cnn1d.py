@@ -1,0 +1,203 @@
+"""The 2nd place's 1D-CNN (spec: cnn1d_2nd_place.md): a wide layer reshaped into a short multi-channel
+signal, four convolutions with a multiplicative skip, pre-training on the correlated non-scored targets.
+
+The network (defaults: the spec's layer table, hidden size 4096):
+
+    BatchNorm, Dropout, Linear (weight norm per output unit) -> hidden, CELU(alpha)
+    reshape to channels[0] x (hidden / channels[0])
+    BatchNorm, Dropout, Conv1d channels[0] -> channels[1] (no bias), ReLU; average-pool to half the length
+    BatchNorm, Dropout, Conv1d channels[1] -> channels[2], ReLU                        = the skip s
+    BatchNorm, Dropout, Conv1d channels[2] -> channels[2], ReLU
+    BatchNorm, Dropout, Conv1d channels[2] -> channels[2], ReLU, times s
+    max-pool (kernel 4, stride 2, padding 1), flatten; BatchNorm, Dropout, Linear (weight norm) -> targets
+
+Weight norm is over each whole convolution weight (one g per convolution) and per output unit on the
+two linear layers.
+
+Training, per (seed, fold):
+1. Pre-training (with the model's `pretrain_targets: nonscored`): the non-scored targets whose largest
+   absolute correlation with any scored target, on the fold's training rows, is above the
+   `pretrain_quantile` (0.9) of those maxima, one epoch of the `pretrain` recipe (its OneCycle planned
+   over `pretrain_schedule_epochs`, 25, as the original's). The original selected these targets on
+   every treated row, the validation fold's included; here its labels are never seen.
+2. A fresh head for the scored targets, the rest kept.
+3. The scored targets, `epochs` of the main recipe: training loss on smoothed targets weighted per
+   target by `pos_weight`, validation and the kept epoch on the plain log loss of the real labels.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+from moa.models.mlp import Dropout
+from moa.training import (CPU, Device, NetworkTraining, as_tensor, check_output_bias, predict_network,
+                          prior_logits, train_network)
+
+log = logging.getLogger(__name__)
+
+# the spec's pre-training recipe: one epoch of a OneCycle planned over 25
+PRETRAIN = {"epochs": 1, "schedule_epochs": 25, "batch_size": 128, "max_lr": 1e-4, "div_factor": 1e5,
+            "pct_start": 0.1, "weight_decay": 1e-4, "smoothing": 0.0}
+
+
+class CNN1D(nn.Module):
+    def __init__(self, n_in: int, n_out: int, hidden_size: int = 4096, channels=(256, 512, 512),
+                 kernels=(5, 3, 3, 5), dropout=(0.1, 0.1, 0.1, 0.3, 0.2, 0.2), celu_alpha: float = 0.06):
+        super().__init__()
+        channels, kernels, dropout = list(channels), list(kernels), list(dropout)
+        if len(channels) != 3 or len(kernels) != 4 or len(dropout) != 6:
+            raise ValueError(f"cnn1d: needs 3 channels, 4 kernels and 6 dropouts, got {channels}, {kernels}, {dropout}")
+        if hidden_size % channels[0] or (hidden_size // channels[0]) < 4:
+            raise ValueError(f"cnn1d: hidden_size {hidden_size} must be a multiple of channels[0] "
+                             f"({channels[0]}) giving a signal of length 4 or more")
+        if any(k % 2 == 0 for k in kernels):
+            raise ValueError(f"cnn1d: kernels must be odd (the convolutions keep the length), got {kernels}")
+        self.channels, self.length = channels[0], hidden_size // channels[0]
+        self.expand = nn.Sequential(nn.BatchNorm1d(n_in), Dropout(dropout[0]),
+                                    weight_norm(nn.Linear(n_in, hidden_size)), nn.CELU(celu_alpha))
+        self.conv1 = nn.Sequential(*conv(channels[0], channels[1], kernels[0], dropout[1], bias=False),
+                                   nn.AdaptiveAvgPool1d(self.length // 2))
+        self.conv2 = nn.Sequential(*conv(channels[1], channels[2], kernels[1], dropout[2]))
+        self.conv3 = nn.Sequential(*conv(channels[2], channels[2], kernels[2], dropout[3]))
+        self.conv4 = nn.Sequential(*conv(channels[2], channels[2], kernels[3], dropout[4]))
+        self.pool = nn.MaxPool1d(kernel_size=4, stride=2, padding=1)
+        self.head_dropout = dropout[5]
+        self.n_flat = channels[2] * ((self.length // 2 + 2 - 4) // 2 + 1)
+        self.head = self.new_head(n_out)
+
+    def new_head(self, n_out: int) -> nn.Sequential:
+        return nn.Sequential(nn.BatchNorm1d(self.n_flat), Dropout(self.head_dropout),
+                             weight_norm(nn.Linear(self.n_flat, n_out)))
+
+    def replace_head(self, n_out: int) -> None:
+        reference = next(self.parameters())
+        self.head = self.new_head(n_out).to(reference.device, reference.dtype)
+
+    @property
+    def output_layer(self) -> nn.Linear:
+        return self.head[-1]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The flattened signal the head reads."""
+        signal = self.expand(x).reshape(len(x), self.channels, self.length)
+        skip = self.conv2(self.conv1(signal))
+        return self.pool(self.conv4(self.conv3(skip)) * skip).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def conv(width_in: int, width_out: int, kernel: int, dropout: float, bias: bool = True) -> list[nn.Module]:
+    """BatchNorm, Dropout, a length-keeping Conv1d weight-normed over its whole weight, ReLU."""
+    return [nn.BatchNorm1d(width_in), Dropout(dropout),
+            weight_norm(nn.Conv1d(width_in, width_out, kernel, padding=kernel // 2, bias=bias), dim=None),
+            nn.ReLU()]
+
+
+def positive_weights(y: np.ndarray) -> np.ndarray:
+    """Per target: min_t w_t / w_t with w_t = ln(n_t + 100), n_t the count of its rarer class in `y`."""
+    positives = np.asarray(y, np.float64).sum(0)
+    rarer = np.minimum(positives, len(y) - positives)
+    weight = np.log(rarer + 100)
+    return (weight.min() / weight).astype(np.float32)
+
+
+def correlated_targets(scored: np.ndarray, nonscored: np.ndarray, quantile: float = 0.9) -> np.ndarray:
+    """Positions of the non-scored targets, among those with a positive in these rows, whose largest
+    absolute Pearson correlation with any scored target is above the `quantile` of those maxima."""
+    candidates = np.flatnonzero(np.asarray(nonscored).sum(0) > 0)
+    if len(candidates) == 0:
+        return candidates
+    a = standardised(np.asarray(nonscored, np.float64)[:, candidates])
+    b = standardised(np.asarray(scored, np.float64))
+    strongest = np.abs(a.T @ b / len(a)).max(1)
+    return candidates[strongest > np.quantile(strongest, quantile)]
+
+
+def standardised(values: np.ndarray) -> np.ndarray:
+    """Columns centred and scaled to unit (population) deviation; a constant column stays 0."""
+    centred = values - values.mean(0)
+    scale = centred.std(0)
+    return centred / np.where(scale > 0, scale, 1.0)
+
+
+class CNN1DModel:
+    """arch `cnn1d`: `network` holds CNN1D's arguments, `pretrain` overrides the pre-training recipe
+    (PRETRAIN, plus `schedule_epochs`), `pretrain_quantile` sets which non-scored targets it uses,
+    `output_bias: prior` starts each head's logits at the training rates; everything else is the main
+    recipe (defaults: the spec's, 25 epochs of batch 128)."""
+
+    def __init__(self, network: dict | None = None, pretrain: dict | None = None, pretrain_quantile: float = 0.9,
+                 output_bias: str = "default", positive_weighting: bool = True, **training):
+        check_output_bias("cnn1d", output_bias)
+        if not 0 <= pretrain_quantile < 1:
+            raise ValueError(f"cnn1d: pretrain_quantile must be in [0, 1), got {pretrain_quantile}")
+        self.network = dict(network or {})
+        self.pretrain = NetworkTraining(**{**PRETRAIN, **(pretrain or {})})
+        self.pretrain_quantile = pretrain_quantile
+        self.output_bias = output_bias
+        self.positive_weighting = positive_weighting
+        self.training = NetworkTraining(**{"batch_size": 128, **training})
+        self.pretraining_targets: np.ndarray | None = None
+        self.pretrained_on_: np.ndarray | None = None
+        self.module: CNN1D | None = None
+        self.shape_: tuple[int, int] | None = None
+        self.device = CPU
+
+    def use_pretraining_targets(self, y, y_valid=None) -> None:
+        """The non-scored targets of the training rows (aligned with `fit`'s `x_train`); the validation
+        rows' are not used."""
+        self.pretraining_targets = None if y is None else np.asarray(y, np.float32)
+
+    def fit(self, x_train, y_train, x_valid=None, y_valid=None, device: Device = CPU) -> list[dict]:
+        """Pre-train (if given non-scored targets), then train on the scored targets on `device`."""
+        x_train, y_train = np.asarray(x_train, np.float32), np.asarray(y_train, np.float32)
+        self.shape_, self.device = (x_train.shape[1], y_train.shape[1]), device
+        history: list[dict] = []
+        y_pre = self.pretraining_targets
+        if y_pre is not None:
+            if len(y_pre) != len(x_train):
+                raise ValueError(f"cnn1d: {len(y_pre)} rows of pre-training targets for {len(x_train)} training rows")
+            self.pretrained_on_ = correlated_targets(y_train, y_pre, self.pretrain_quantile)
+        if y_pre is not None and len(self.pretrained_on_):
+            log.info("pre-training on %d of %d non-scored targets (correlation above the %g quantile)",
+                     len(self.pretrained_on_), y_pre.shape[1], self.pretrain_quantile)
+            y_pre = y_pre[:, self.pretrained_on_]
+            self.module = CNN1D(x_train.shape[1], y_pre.shape[1], **self.network)
+            self._start_at_prior(y_pre, self.pretrain)
+            records = train_network(self.module, x_train, y_pre, None, None, self.pretrain, device)
+            history.extend({**r, "phase": "pretrain"} for r in records)
+            self.module.replace_head(y_train.shape[1])
+        else:
+            log.info("no pre-training targets: the scored head trains from scratch")
+            self.module = CNN1D(x_train.shape[1], y_train.shape[1], **self.network)
+        self._start_at_prior(y_train, self.training)
+        pos_weight = torch.from_numpy(positive_weights(y_train)) if self.positive_weighting else None
+        records = train_network(self.module, x_train, y_train, x_valid, y_valid, self.training, device,
+                                pos_weight=pos_weight)
+        start = len(history)
+        history.extend({**r, "epoch": start + i, "phase": "scored"} for i, r in enumerate(records))
+        return history
+
+    def _start_at_prior(self, y: np.ndarray, recipe: NetworkTraining) -> None:
+        if self.output_bias == "prior":
+            with torch.no_grad():
+                self.module.output_layer.bias.copy_(prior_logits(recipe.soft_targets(as_tensor(y))))
+
+    def predict(self, x) -> np.ndarray:
+        if self.module is None:
+            raise RuntimeError("CNN1DModel.predict called before fit")
+        return predict_network(self.module, x, self.training.inference_batch_size, self.device)
+
+    def state_dict(self) -> dict:
+        return {"shape": torch.tensor(self.shape_), "module": self.module.state_dict()}
+
+    def load_state_dict(self, state: dict, device: Device = CPU) -> None:
+        """The saved model, predicting on `device` from now on."""
+        self.shape_, self.device = tuple(int(v) for v in state["shape"]), device
+        self.module = CNN1D(*self.shape_, **self.network)
+        self.module.load_state_dict(state["module"])
