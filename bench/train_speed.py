@@ -233,8 +233,8 @@ def cnn1d_rows(args) -> None:
     """The bench 1D-CNN's scored-phase epoch: our loop against the per-row DataLoader, interleaved."""
     entry = yaml.safe_load(open("config/bench.yaml"))["models"]["cnn1d"]
     params = entry["params"]
-    recipe = NetworkTraining(**{k: v for k, v in params.items() if k in NetworkTraining.__dataclass_fields__},
-                             epochs=1)
+    recipe = NetworkTraining(**{**{k: v for k, v in params.items() if k in NetworkTraining.__dataclass_fields__},
+                                "epochs": 1})
     x, y = simple_nn_inputs(args.scale, "cnn1d")
     n_in, n_out = x.shape[1], y.shape[1]
 
