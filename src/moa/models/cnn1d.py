@@ -18,7 +18,7 @@ Training, per (seed, fold):
 1. Pre-training (with the model's `pretrain_targets: nonscored`): the non-scored targets whose largest
    absolute correlation with any scored target, on the fold's training rows, is above the
    `pretrain_quantile` (0.9) of those maxima, one epoch of the `pretrain` recipe (its OneCycle planned
-   over `pretrain_schedule_epochs`, 25, as the original's). The original selected these targets on
+   over its `schedule_epochs`, 25, as the original's). The original selected these targets on
    every treated row, the validation fold's included; here its labels are never seen.
 2. A fresh head for the scored targets, the rest kept.
 3. The scored targets, `epochs` of the main recipe: training loss on smoothed targets weighted per
