@@ -71,7 +71,7 @@ gpu-mirror: gpu-kit
 	test -x $(CARD_VENV)/bin/python || $(PYTHON312) -m venv $(CARD_VENV)
 	PIP_CONSTRAINT= $(CARD_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(KIT)/image.txt
 	PYTHON=$(CARD_VENV)/bin/python KIT=$(KIT) SITE=$(CURDIR)/$(CARD_VENV)/kit OUT=bench-results/card-mirror \
-		LIMIT=900 bench/card/run.sh --device cpu --smoke
+		LIMIT=1500 bench/card/run.sh --device cpu --smoke --workflow-timeout 1200
 
 clean:
 	rm -rf results .snakemake
