@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -88,8 +89,6 @@ def resolve(requirements: list[str], pins: dict[str, str]) -> dict[str, dict] | 
 
 def pip_environment() -> dict[str, str]:
     """This interpreter's pip without a machine-wide constraint file (one capping torch would refuse 2.11)."""
-    import os
-
     return {**os.environ, "PIP_CONSTRAINT": "", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 
 
