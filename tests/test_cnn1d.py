@@ -1,14 +1,16 @@
-"""The 2nd place's 1D-CNN: its network, loss weights, pre-training targets and input normalisation."""
+"""The 2nd place's 1D-CNN: its network, loss weights, pre-training targets and inputs."""
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.decomposition import PCA
+from sklearn.preprocessing import QuantileTransformer
 from torch import nn
 
 from moa import jobs, models
 from moa.features.pipeline import FeaturePipeline
 from moa.features.sample_normalisation import SampleNormaliser
-from moa.models.cnn1d import CNN1D, CNN1DModel, correlated_targets, positive_weights
+from moa.models.cnn1d import CNN1D, CNN1DModel, FoldInputs, correlated_targets, positive_weights
 from moa.training import NetworkTraining, seed_everything, train_network
 
 TINY = {"hidden_size": 64, "channels": [8, 16, 16]}
@@ -88,11 +90,48 @@ def tiny_fold_data(seed: int = 0, n: int = 120) -> jobs.FoldData:
     y_pre = np.column_stack([y[:, :2], rng.random((n, 8)) < 0.2]).astype(np.float32)
     return jobs.FoldData(train_ids=np.arange(n).astype(str), fold_of=np.arange(n) % 3, x_train=x, y_train=y,
                          test_ids=np.array(["t0", "t1"]), x_test=x[:2], test_is_control=np.array([False, True]),
-                         target_names=[f"t{i}" for i in range(4)], feature_names=[f"g-{i}" for i in range(12)],
-                         y_pretrain=y_pre)
+                         target_names=[f"t{i}" for i in range(4)],
+                         feature_names=[f"g-{i}" for i in range(8)] + [f"c-{i}" for i in range(4)], y_pretrain=y_pre)
 
 
-PARAMS = {"network": TINY, "epochs": 2, "batch_size": 16, "pretrain": {"batch_size": 16}, "pretrain_quantile": 0.5}
+FOLD_INPUTS = {"n_quantiles": 20, "gene_components": 3, "cell_components": 2}
+PARAMS = {"network": TINY, "fold_inputs": FOLD_INPUTS, "epochs": 2, "batch_size": 16, "pretrain": {"batch_size": 16},
+          "pretrain_quantile": 0.5}
+
+
+def test_the_fold_inputs_are_sklearns_quantiles_and_pcas_of_the_training_rows():
+    rng = np.random.default_rng(3)
+    names = ["g-0", "g-1", "g-2", "g-3", "other", "c-0", "c-1", "c-2"]
+    x = rng.standard_normal((60, 8)) * np.arange(1, 9)
+    inputs = FoldInputs.fit(x[:40], names, n_quantiles=25, quantile_seed=0, gene_components=2, cell_components=1,
+                            pca_seed=42)
+    numeric = [0, 1, 2, 3, 5, 6, 7]
+    quantile = QuantileTransformer(n_quantiles=25, output_distribution="normal", subsample=None).fit(x[:40, numeric])
+    transformed = quantile.transform(x[40:, numeric])
+    genes = PCA(2, random_state=42).fit(quantile.transform(x[:40, numeric])[:, :4])
+    cells = PCA(1, random_state=42).fit(quantile.transform(x[:40, numeric])[:, 4:])
+    out = inputs.transform(x[40:])
+    assert out.shape == (20, inputs.width(8)) == (20, 11) and out.dtype == np.float32
+    np.testing.assert_allclose(out[:, numeric], transformed, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out[:, 4], x[40:, 4], rtol=1e-6)          # not a gene or cell: as it is
+    np.testing.assert_allclose(out[:, 8:10], genes.transform(transformed[:, :4]), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out[:, 10:], cells.transform(transformed[:, 4:]), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="3 cell components asked of 3 cell columns and 2 training rows"):
+        FoldInputs.fit(x[:2], names, n_quantiles=25, quantile_seed=0, gene_components=1, cell_components=3, pca_seed=0)
+
+
+def test_the_fold_inputs_are_fitted_on_the_training_rows_only():
+    data = tiny_fold_data()
+    first = jobs.fit_fold(data, "cnn1d", {**PARAMS, "epochs": 1}, seed=1, fold=0)
+    changed = tiny_fold_data()
+    valid = changed.fold_of == 0
+    changed.x_train[valid] = np.random.default_rng(9).standard_normal(changed.x_train[valid].shape) * 5
+    second = jobs.fit_fold(changed, "cnn1d", {**PARAMS, "epochs": 1}, seed=1, fold=0)
+    for key, value in first.model.inputs.state_dict().items():
+        torch.testing.assert_close(second.model.inputs.state_dict()[key], value, rtol=0, atol=0)
+    assert first.model.module.expand[0].num_features == 12 + 3 + 2
+    with pytest.raises(ValueError, match="unknown fold_inputs key"):
+        CNN1DModel(fold_inputs={"components": 3})
 
 
 def test_pretraining_picks_its_targets_from_training_rows_only_then_swaps_the_head():
@@ -120,12 +159,15 @@ def test_without_pretraining_targets_the_scored_head_trains_from_scratch():
     assert result.model.pretrained_on_ is None
 
 
-def test_a_saved_model_predicts_the_same():
+@pytest.mark.parametrize("fold_inputs", [FOLD_INPUTS, None])
+def test_a_saved_model_predicts_the_same(fold_inputs):
     data = tiny_fold_data()
-    result = jobs.fit_fold(data, "cnn1d", {**PARAMS, "output_bias": "prior"}, seed=2, fold=1)
-    loaded = models.build("cnn1d", {**PARAMS, "output_bias": "prior"})
+    params = {**PARAMS, "fold_inputs": fold_inputs, "output_bias": "prior"}
+    result = jobs.fit_fold(data, "cnn1d", params, seed=2, fold=1)
+    loaded = models.build("cnn1d", params)
     loaded.load_state_dict(result.model.state_dict())
     np.testing.assert_array_equal(loaded.predict(data.x_test), result.model.predict(data.x_test))
+    assert loaded.module.expand[0].num_features == (12 if fold_inputs is None else 17)
 
 
 def test_the_training_loss_weights_positives_and_validation_stays_the_plain_log_loss():

@@ -27,7 +27,7 @@ def raw() -> tuple[pd.DataFrame, pd.DataFrame]:
     ("simple_old", 1092),   # 1012 + 45 + 15 clusters + 15 stats + 5 (the original had 1091: it dropped g-0)
     ("simple_new", 1032),   # 1012 + 15 stats + 5
     ("tabnet", 1066),       # 2 codes + 872 + 140 FA + 40 clusters + 12 stats
-    ("cnn1d", 937),         # 772 + 100 (no time, no dose) + PCA 50 + 15
+    ("cnn1d", 872),         # 772 + 100, no time, no dose (the model appends PCA 50 + 15 per fold: 937)
 ])
 def test_paper_recipes_have_the_specified_width(raw, name, n_columns):
     train, test = raw

@@ -15,6 +15,10 @@ Weight norm is over each whole convolution weight (one g per convolution) and pe
 two linear layers.
 
 Training, per (seed, fold):
+0. The inputs (`fold_inputs`, the spec's by default): on the fold's training rows, a quantile transform of
+   every gene and cell column to a normal (100 quantiles) and PCA of the transformed genes (50
+   components) and cells (15), appended; kept as arrays in the saved model, which applies them to any
+   rows it predicts. With `fold_inputs: null` the network reads its feature set as it is.
 1. Pre-training (with the model's `pretrain_targets: nonscored`): the non-scored targets whose largest
    absolute correlation with any scored target, on the fold's training rows, is above the
    `pretrain_quantile` (0.9) of those maxima, one epoch of the `pretrain` recipe (its OneCycle planned
@@ -27,12 +31,17 @@ Training, per (seed, fold):
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from sklearn.decomposition import PCA
+from sklearn.preprocessing import QuantileTransformer
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from moa import schema
+from moa.models.fitted_arrays import FittedArrays
 from moa.models.mlp import Dropout
 from moa.training import (CPU, Device, NetworkTraining, as_tensor, check_output_bias, predict_network,
                           prior_logits, train_network)
@@ -42,6 +51,62 @@ log = logging.getLogger(__name__)
 # the spec's pre-training recipe: one epoch of a OneCycle planned over 25
 PRETRAIN = {"epochs": 1, "schedule_epochs": 25, "batch_size": 128, "max_lr": 1e-4, "div_factor": 1e5,
             "pct_start": 0.1, "weight_decay": 1e-4, "smoothing": 0.0}
+
+
+# the spec's per-fold inputs: QuantileTransformer(100, normal, random_state 0), PCA(random_state 42)
+FOLD_INPUTS = {"n_quantiles": 100, "quantile_seed": 0, "gene_components": 50, "cell_components": 15, "pca_seed": 42}
+
+
+@dataclass
+class FoldInputs(FittedArrays):
+    """The gene and cell columns quantile-transformed to a normal, the other input columns as they are,
+    then the principal components of the transformed genes and of the transformed cells appended; fitted
+    on one fold's training rows and kept as arrays."""
+
+    numeric: np.ndarray          # positions of the gene and cell columns among the inputs
+    genes: np.ndarray            # positions of the genes among `numeric`
+    cells: np.ndarray
+    quantiles: np.ndarray        # n_quantiles x numeric, the QuantileTransformer's quantiles_
+    references: np.ndarray
+    pca_genes_mean: np.ndarray
+    pca_genes: np.ndarray        # components x genes
+    pca_cells_mean: np.ndarray
+    pca_cells: np.ndarray
+
+    @classmethod
+    def fit(cls, x: np.ndarray, names: list[str], n_quantiles: int, quantile_seed: int, gene_components: int,
+            cell_components: int, pca_seed: int) -> "FoldInputs":
+        numeric = np.array([i for i, n in enumerate(names) if n.startswith((schema.GENE_PREFIX, schema.CELL_PREFIX))])
+        genes = np.array([i for i, n in enumerate(numeric) if names[n].startswith(schema.GENE_PREFIX)], int)
+        cells = np.array([i for i, n in enumerate(numeric) if names[n].startswith(schema.CELL_PREFIX)], int)
+        for group, positions, n_components in (("gene", genes, gene_components), ("cell", cells, cell_components)):
+            if n_components > min(len(positions), len(x)):
+                raise ValueError(f"cnn1d fold_inputs: {n_components} {group} components asked of "
+                                 f"{len(positions)} {group} columns and {len(x)} training rows")
+        quantile = QuantileTransformer(n_quantiles=n_quantiles, output_distribution="normal", subsample=None,
+                                       random_state=quantile_seed).fit(np.asarray(x, np.float64)[:, numeric])
+        transformed = quantile.transform(np.asarray(x, np.float64)[:, numeric])
+        pca_genes = PCA(gene_components, random_state=pca_seed).fit(transformed[:, genes])
+        pca_cells = PCA(cell_components, random_state=pca_seed).fit(transformed[:, cells])
+        return cls(numeric, genes, cells, quantile.quantiles_, quantile.references_, pca_genes.mean_,
+                   pca_genes.components_, pca_cells.mean_, pca_cells.components_)
+
+    def width(self, n_in: int) -> int:
+        """How many columns `transform` makes of `n_in` input columns."""
+        return n_in + len(self.pca_genes) + len(self.pca_cells)
+
+    def transform(self, x) -> np.ndarray:
+        x = np.array(x, np.float64)
+        quantile = QuantileTransformer(n_quantiles=len(self.references), output_distribution="normal")
+        quantile.quantiles_, quantile.references_ = self.quantiles, self.references
+        quantile.n_quantiles_, quantile.n_features_in_ = len(self.references), len(self.numeric)
+        x[:, self.numeric] = quantile.transform(x[:, self.numeric])
+        transformed = x[:, self.numeric]
+        return np.hstack([
+            x,
+            (transformed[:, self.genes] - self.pca_genes_mean) @ self.pca_genes.T,
+            (transformed[:, self.cells] - self.pca_cells_mean) @ self.pca_cells.T,
+        ]).astype(np.float32)
 
 
 class CNN1D(nn.Module):
@@ -126,17 +191,23 @@ def standardised(values: np.ndarray) -> np.ndarray:
 
 
 class CNN1DModel:
-    """arch `cnn1d`: `network` holds CNN1D's arguments, `pretrain` overrides the pre-training recipe
+    """arch `cnn1d`: `network` holds CNN1D's arguments, `fold_inputs` the per-fold input steps (FOLD_INPUTS
+    overridden key by key; null: none), `pretrain` overrides the pre-training recipe
     (PRETRAIN, plus `schedule_epochs`), `pretrain_quantile` sets which non-scored targets it uses,
     `output_bias: prior` starts each head's logits at the training rates; everything else is the main
     recipe (defaults: the spec's, 25 epochs of batch 128)."""
 
-    def __init__(self, network: dict | None = None, pretrain: dict | None = None, pretrain_quantile: float = 0.9,
-                 output_bias: str = "default", positive_weighting: bool = True, **training):
+    def __init__(self, network: dict | None = None, fold_inputs: dict | None = FOLD_INPUTS,
+                 pretrain: dict | None = None, pretrain_quantile: float = 0.9, output_bias: str = "default",
+                 positive_weighting: bool = True, **training):
         check_output_bias("cnn1d", output_bias)
+        unknown = sorted(set(fold_inputs or {}) - set(FOLD_INPUTS))
+        if unknown:
+            raise ValueError(f"cnn1d: unknown fold_inputs key(s) {unknown}; known: {sorted(FOLD_INPUTS)}")
         if not 0 <= pretrain_quantile < 1:
             raise ValueError(f"cnn1d: pretrain_quantile must be in [0, 1), got {pretrain_quantile}")
         self.network = dict(network or {})
+        self.fold_inputs = None if fold_inputs is None else {**FOLD_INPUTS, **fold_inputs}
         self.pretrain = NetworkTraining(**{**PRETRAIN, **(pretrain or {})})
         self.pretrain_quantile = pretrain_quantile
         self.output_bias = output_bias
@@ -144,9 +215,14 @@ class CNN1DModel:
         self.training = NetworkTraining(**{"batch_size": 128, **training})
         self.pretraining_targets: np.ndarray | None = None
         self.pretrained_on_: np.ndarray | None = None
+        self.feature_names: list[str] | None = None
+        self.inputs: FoldInputs | None = None
         self.module: CNN1D | None = None
         self.shape_: tuple[int, int] | None = None
         self.device = CPU
+
+    def use_feature_names(self, names) -> None:
+        self.feature_names = list(names)
 
     def use_pretraining_targets(self, y, y_valid=None) -> None:
         """The non-scored targets of the training rows (aligned with `fit`'s `x_train`); the validation
@@ -154,9 +230,16 @@ class CNN1DModel:
         self.pretraining_targets = None if y is None else np.asarray(y, np.float32)
 
     def fit(self, x_train, y_train, x_valid=None, y_valid=None, device: Device = CPU) -> list[dict]:
-        """Pre-train (if given non-scored targets), then train on the scored targets on `device`."""
+        """Fit the inputs' steps on the training rows, pre-train (if given non-scored targets), then train on
+        the scored targets on `device`."""
         x_train, y_train = np.asarray(x_train, np.float32), np.asarray(y_train, np.float32)
         self.shape_, self.device = (x_train.shape[1], y_train.shape[1]), device
+        if self.fold_inputs is not None:
+            if self.feature_names is None:
+                raise ValueError("cnn1d with fold_inputs needs its input column names (use_feature_names) before fit")
+            self.inputs = FoldInputs.fit(x_train, self.feature_names, **self.fold_inputs)
+            x_train = self.inputs.transform(x_train)
+            x_valid = None if x_valid is None else self.inputs.transform(x_valid)
         history: list[dict] = []
         y_pre = self.pretraining_targets
         if y_pre is not None:
@@ -191,13 +274,17 @@ class CNN1DModel:
     def predict(self, x) -> np.ndarray:
         if self.module is None:
             raise RuntimeError("CNN1DModel.predict called before fit")
+        x = x if self.inputs is None else self.inputs.transform(x)
         return predict_network(self.module, x, self.training.inference_batch_size, self.device)
 
     def state_dict(self) -> dict:
-        return {"shape": torch.tensor(self.shape_), "module": self.module.state_dict()}
+        inputs = {} if self.inputs is None else {"inputs": self.inputs.state_dict()}
+        return {"shape": torch.tensor(self.shape_), **inputs, "module": self.module.state_dict()}
 
     def load_state_dict(self, state: dict, device: Device = CPU) -> None:
         """The saved model, predicting on `device` from now on."""
         self.shape_, self.device = tuple(int(v) for v in state["shape"]), device
-        self.module = CNN1D(*self.shape_, **self.network)
+        self.inputs = FoldInputs.from_state_dict(state["inputs"]) if "inputs" in state else None
+        n_in, n_out = self.shape_
+        self.module = CNN1D(n_in if self.inputs is None else self.inputs.width(n_in), n_out, **self.network)
         self.module.load_state_dict(state["module"])

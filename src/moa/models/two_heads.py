@@ -30,6 +30,7 @@ from torch import nn
 
 from moa import schema
 from moa.features.ttest_selection import TTestSelector
+from moa.models.fitted_arrays import FittedArrays
 from moa.models.mlp import Dropout
 from moa.training import (CPU, Device, NetworkTraining, as_tensor, check_output_bias, predict_network,
                           prior_logits, train_network)
@@ -130,7 +131,7 @@ class TwoHeadsNet(nn.Module):
 
 
 @dataclass
-class TwoHeadsInputs:
+class TwoHeadsInputs(FittedArrays):
     """The fitted preprocessing of both heads, as arrays (spec §8.2)."""
 
     genes: np.ndarray          # positions of the gene columns among the inputs
@@ -180,13 +181,6 @@ class TwoHeadsInputs:
             (scaled[:, self.cells] - self.pca_cells_mean) @ self.pca_cells.T,
             (x[:, self.selected] - self.mean2) / self.scale2,
         ]).astype(np.float32)
-
-    def state_dict(self) -> dict:
-        return {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in vars(self).items()}
-
-    @classmethod
-    def from_state_dict(cls, state: dict) -> "TwoHeadsInputs":
-        return cls(**{key: state[key].numpy() for key in cls.__dataclass_fields__})
 
 
 def _with_row_means(x: np.ndarray, genes: np.ndarray, cells: np.ndarray) -> np.ndarray:
