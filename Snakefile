@@ -1,4 +1,6 @@
 # moa: the 1st-place MoA solution as a file-based DAG. See README.md.
+import copy
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -10,7 +12,8 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-
+# the config as written, before the schema fills in defaults: a study's best.yaml starts from the user's entry
+USER_CONFIG = copy.deepcopy(config)
 validate(config, "config/schema.yaml")
 
 

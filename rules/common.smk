@@ -229,6 +229,18 @@ def model_recipe(name):
     return canonical({k: v for k, v in model_config(name).items() if k not in RESOURCES})
 
 
+def inputs_recipe(name):
+    """What a model's training inputs are made from: the data, its CV scheme, its feature set and each
+    meta source's recipe (a study's journal holds trials of these inputs only)."""
+    m = model_config(name)
+    return canonical({
+        "data": config["data"],
+        "cv": cv_config(m["cv"]),
+        "features": config["feature_sets"][m["features"]] if m.get("features") else None,
+        "meta": {s: {"model": model_recipe(s), **inputs_recipe(s)} for s in m.get("meta", [])},
+    })
+
+
 def fold_ids(model):
     return range(cv_config(model_config(model)["cv"])["n_folds"])
 

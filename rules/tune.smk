@@ -10,6 +10,7 @@ rule tune_worker:
     params:
         study=lambda wc: canonical(TUNING[wc.study]),
         model=lambda wc: model_recipe(study_model(wc.study)),
+        inputs=lambda wc: inputs_recipe(study_model(wc.study)),
         n_folds=lambda wc: cv_config(model_config(study_model(wc.study))["cv"])["n_folds"],
         directory=lambda wc: f"results/tune/{wc.study}",
     log:
@@ -57,6 +58,8 @@ rule tune_summary:
     params:
         study=lambda wc: canonical(TUNING[wc.study]),
         model=lambda wc: canonical(model_config(study_model(wc.study))),
+        user_model=lambda wc: USER_CONFIG["models"][study_model(wc.study)],
+        inputs=lambda wc: inputs_recipe(study_model(wc.study)),
         n_folds=lambda wc: cv_config(model_config(study_model(wc.study))["cv"])["n_folds"],
         directory=lambda wc: f"results/tune/{wc.study}",
         schema=SCHEMA_PATH,

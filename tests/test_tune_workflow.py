@@ -111,7 +111,10 @@ def test_a_study_with_two_workers_survives_a_kill_and_its_best_entry_applies(run
     schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
     tuning.check_entry(best["simple"], schema, "best.yaml")
     complete = [t for t in after if t.state == TrialState.COMPLETE]
-    assert best["simple"]["params"]["max_lr"] == min(complete, key=lambda t: t.value).params["max_lr"]
+    winner = min(complete, key=lambda t: t.value).params
+    # the entry as the config wrote it, the tuned parameters changed and no default filled in
+    written = yaml.safe_load(config.read_text())["models"]["simple"]
+    assert best["simple"] == tuning.with_params(written, winner) and "gpu" not in best["simple"]
     for figure in ("history", "importances", "slices"):
         assert (study_dir / f"{figure}.png").stat().st_size > 5000
 
@@ -120,6 +123,15 @@ def test_a_study_with_two_workers_survives_a_kill_and_its_best_entry_applies(run
                      "--results", str(workdir / "results"), "--name", "simple_tuned"]) == 0
     done = snakemake(workdir, tuned, "-n", "results/models/simple_tuned/score.json")
     assert "train" in done.stdout
+
+    # other folds: the workers run again and refuse the journal of trials scored on the old ones
+    spec = yaml.safe_load(config.read_text())
+    spec["cv"]["old"]["fold_seed"] = spec["cv"]["old"].get("fold_seed", 0) + 1
+    config.write_text(yaml.safe_dump(spec))
+    refused = snakemake(workdir, config, "tune", check=False)
+    assert refused.returncode != 0
+    worker_logs = (workdir / "results" / "logs" / "tune" / "simple").glob("worker*.log")
+    assert any("as defined before (inputs changed since)" in path.read_text() for path in worker_logs)
 
 
 def test_a_study_naming_a_parameter_its_model_lacks_fails_at_parse_time(tmp_path):

@@ -3,11 +3,14 @@ trials against one journal, with a stand-in for training so that the bookkeeping
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
+from scipy import stats
 
 from moa import tuning
 from moa.tuning import Dimension, StudySettings
@@ -63,6 +66,8 @@ def test_dotted_names_set_nested_params_and_leave_the_entry_alone():
     ({"network.dropout": {"choice": [[0.1], [1.5]]}}, r"\{'network.dropout': \[1.5\]\} gives an invalid "
                                                        r"params.network.dropout.0: 1.5 is greater than"),
     ({"epochs": {"uniform": [1, 10]}}, r"space.epochs: params.epochs takes integers: use int: \[low, high\]"),
+    # an integer or null: still no float range
+    ({"early_stopping": {"uniform": [5, 20]}}, r"space.early_stopping: params.early_stopping takes integers"),
 ])
 def test_the_space_is_checked_against_the_models_schema(space, message):
     study = StudySettings.from_config("s", {"trials": 2, "space": space})
@@ -221,3 +226,103 @@ def _lookup(params: dict, name: str):
             return None
         node = node[key]
     return node
+
+
+def points(records) -> list[tuple]:
+    return [tuple((k, repr(v)) for k, v in r["params"].items()) for r in records]
+
+
+def test_studies_of_neighbouring_seeds_share_no_point(tmp_path):
+    seed0 = run(tmp_path / "a", settings(trials=10))
+    seed1 = run(tmp_path / "b", settings(trials=10, sampler={"kind": "tpe", "seed": 1}))
+    assert not set(points(seed0)) & set(points(seed1))
+    assert len(set(points(seed0))) == 10
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_random_samplers_draws_are_uniform(tmp_path, seed):
+    study = StudySettings.from_config("u", {"trials": 20, "space": {"max_lr": {"uniform": [0.0, 1.0]}},
+                                            "sampler": {"kind": "random", "seed": seed}}, n_folds=1)
+    drawn = [r["params"]["max_lr"] for r in run(tmp_path, study, fit=lambda entry, fold: 0.0)]
+    assert stats.kstest(drawn, "uniform").pvalue > 0.01
+
+
+def test_tpe_lies_about_running_trials_when_workers_run_in_parallel():
+    assert tuning._sampler(settings(workers=2), 0)._constant_liar is True
+    assert tuning._sampler(settings(workers=1), 0)._constant_liar is False
+    alone = settings(workers=2, sampler={"kind": "tpe", "seed": 0, "constant_liar": False, "multivariate": False})
+    assert tuning._sampler(alone, 0)._constant_liar is False and tuning._sampler(alone, 0)._multivariate is False
+
+
+def test_a_point_enqueued_after_the_study_started_runs_next(tmp_path):
+    run(tmp_path, settings(trials=2))
+    point = {"max_lr": 0.005, "epochs": 7, "network.dropout": [0.2, 0.3]}
+    records = run(tmp_path, settings(trials=3, enqueue=[point]))
+    assert [r["params"] for r in records] == [point]
+    assert run(tmp_path, settings(trials=4, enqueue=[point]))[0]["params"] != point, "queued once only"
+
+
+def test_an_enqueued_point_is_checked_against_its_space_and_matched_to_its_choice(tmp_path):
+    with pytest.raises(ValueError, match=r"enqueue\[0\].epochs: 40 is outside its range \[2, 8\] \(int: \[2, 8\]\)"):
+        settings(enqueue=[{"max_lr": 0.01, "epochs": 40, "network.dropout": [0.2, 0.3]}])
+    with pytest.raises(ValueError, match=r"enqueue\[0\].network.dropout: \[0.2, 0.4\] is not one of its choices"):
+        settings(enqueue=[{"max_lr": 0.01, "epochs": 4, "network.dropout": [0.2, 0.4]}])
+    with pytest.raises(ValueError, match=r"enqueue\[0\].epochs: 4.5 is not an integer"):
+        settings(enqueue=[{"max_lr": 0.01, "epochs": 4.5, "network.dropout": [0.2, 0.3]}])
+    # [0, 0] is the choice [0.0, 0.0] written otherwise: the trial runs it, whole
+    records = run(tmp_path, settings(trials=1, enqueue=[{"max_lr": 0.01, "epochs": 4, "network.dropout": [0, 0]}]))
+    assert records[0]["params"] == {"max_lr": 0.01, "epochs": 4, "network.dropout": [0.0, 0.0]}
+    assert records[0]["state"] == "complete"
+
+
+def interrupt_at(trial: int, fold: int, how: str):
+    """A stand-in fold that stops the worker in the middle of `trial`: Ctrl-C (`interrupt`) or a hard
+    kill that runs no handler (`kill`, in a child process)."""
+    calls = []
+
+    def fit(entry, f):
+        calls.append(f)
+        if len([c for c in calls if c == 0]) - 1 == trial and f == fold:
+            if how == "interrupt":
+                raise KeyboardInterrupt
+            os._exit(1)
+        return loss(entry, f)
+    return fit
+
+
+@pytest.mark.parametrize("how", ["interrupt", "kill"])
+def test_a_one_worker_study_stopped_mid_trial_and_rerun_draws_as_an_uninterrupted_one(tmp_path, how):
+    study = settings(trials=6, sampler={"kind": "tpe", "seed": 3, "n_startup_trials": 2})
+    clean = run(tmp_path / "clean", study)
+    directory = tmp_path / "stopped"
+    if how == "interrupt":
+        with pytest.raises(KeyboardInterrupt):
+            run(directory, study, fit=interrupt_at(3, 1, how))
+    else:
+        child = multiprocessing.get_context("fork").Process(target=run, args=(directory, study, 0, interrupt_at(3, 1, how)))
+        child.start()
+        child.join()
+        assert child.exitcode == 1
+    state = optuna.trial.TrialState
+    stopped = journal(directory, study)[3]
+    assert stopped.state == (state.FAIL if how == "interrupt" else state.RUNNING)
+    run(directory, study)
+    trials = journal(directory, study)
+    assert trials[3].state == state.FAIL and trials[4].user_attrs["retry_of"] == 3 and trials[4].params == stopped.params
+    done = [t for t in trials if t.state == state.COMPLETE]
+    assert [tuning.decoded(study, t.params) for t in done] == [r["params"] for r in clean]
+    assert [t.value for t in done] == pytest.approx([r["value"] for r in clean])
+
+
+def test_a_journal_of_other_inputs_is_refused(tmp_path):
+    study = settings(trials=1)
+    tuning.run_worker(tmp_path, study, MLP, loss, 0, inputs={"cv": {"kind": "stratified", "fold_seed": 0}})
+    with pytest.raises(ValueError, match=r"as defined before \(inputs changed since\)"):
+        tuning.run_worker(tmp_path, settings(trials=2), MLP, loss, 0, inputs={"cv": {"kind": "stratified", "fold_seed": 1}})
+
+
+def test_a_worker_stops_at_its_share_of_the_trials(tmp_path):
+    study = settings(trials=5, workers=2)
+    assert [r["number"] for r in run(tmp_path, study, worker=0)] == [0, 1, 2]
+    assert [r["number"] for r in run(tmp_path, study, worker=1)] == [3, 4]
+    assert run(tmp_path, study, worker=0) == []

@@ -8,13 +8,17 @@ file, no database server), so workers can run on one machine or as cluster jobs 
 system.
 
 - A worker asks for a new trial only while the study has fewer than `trials` finished, pruned or
-  running trials; asking happens under a lock, so the journal ends with exactly `trials` of them and
-  every trial number is drawn once.
-- The sampler is re-seeded from the study's seed and the trial's number before each draw: with one
-  worker a study is reproducible trial by trial, across restarts too. With several workers what each
-  trial sees depends on which others had finished.
+  running trials and it has run fewer than its share, `ceil(trials / workers)`; asking happens under a
+  lock, so the journal ends with exactly `trials` of them and every trial number is drawn once.
+- Before each draw the sampler is seeded from the study's seed and the draw's index (trials that ran
+  a queued point draw nothing and are not counted), mixed by NumPy's SeedSequence: neighbouring seeds
+  give unrelated draws, and with one worker a study is the same trial by trial, across restarts too.
+  With several workers what each trial sees depends on which others had finished.
 - A worker that starts again (after its job was killed) marks the trials it left running as failed
-  and queues their parameters again; finished trials stay.
+  and queues their parameters again; a trial interrupted by Ctrl-C is failed and queued again at once;
+  finished trials stay.
+- Points listed under `enqueue` that the study has not queued yet are queued when a worker opens it,
+  so points added to a running study are tried next.
 - The pruner is told the running mean of the fold losses after each fold; a pruned trial stops there.
 
 This module reads no data and imports Optuna only where a study runs, so the workflow can check a
@@ -22,6 +26,7 @@ This module reads no data and imports Optuna only where a study runs, so the wor
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import json
@@ -88,10 +93,39 @@ class Dimension:
         return FloatDistribution(*self.values, log=self.kind == "log_uniform")
 
     def encode(self, value):
+        if self.kind == "choice":
+            # the choice as the space writes it: [0, 0.25] and [0.0, 0.25] are one choice, two JSON texts
+            value = next(v for v in self.values if _same(v, value))
         return json.dumps(value) if self.encoded else value
+
+    def refusal(self, value) -> str | None:
+        """Why `value` is not a point of this dimension, or None when it is."""
+        if self.kind == "choice":
+            if any(_same(v, value) for v in self.values):
+                return None
+            return f"{value!r} is not one of its choices {list(self.values)!r}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{value!r} is not a number"
+        if self.kind == "int" and not isinstance(value, int):
+            return f"{value!r} is not an integer"
+        low, high = self.values
+        if not low <= value <= high:
+            return f"{value!r} is outside its range [{low}, {high}]"
+        return None
 
     def decode(self, value):
         return json.loads(value) if self.encoded else value
+
+
+def _same(a, b) -> bool:
+    """Equal as config values: True is not 1, 1 is 1.0, lists and mappings compared item by item."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b
 
 
 @dataclass
@@ -104,7 +138,7 @@ class StudySettings:
     space: list[Dimension]
     workers: int = 1
     folds: list[int] | None = None
-    sampler: dict = field(default_factory=lambda: {"kind": "tpe", "seed": 0})
+    sampler: dict = field(default_factory=lambda: {"kind": "tpe", "seed": 0, "multivariate": True})
     pruner: dict = field(default_factory=lambda: {"kind": "median", "n_warmup_steps": 0})
     enqueue: list[dict] = field(default_factory=list)
 
@@ -123,7 +157,7 @@ class StudySettings:
             folds = list(folds) if folds else list(range(n_folds))
         settings = cls(name=name, model=study.get("model", name), trials=int(study["trials"]), space=space,
                        workers=int(study.get("workers", 1)), folds=folds,
-                       sampler={"kind": "tpe", "seed": 0, **(study.get("sampler") or {})},
+                       sampler={"kind": "tpe", "seed": 0, "multivariate": True, **(study.get("sampler") or {})},
                        pruner={"kind": "median", "n_warmup_steps": 0, **(study.get("pruner") or {})},
                        enqueue=list(study.get("enqueue") or []))
         if settings.sampler["kind"] not in SAMPLERS:
@@ -143,12 +177,30 @@ class StudySettings:
             if missing:
                 raise ValueError(f"tuning.{name}: enqueue[{k}] does not set {', '.join(missing)}: an enqueued point "
                                  "sets every parameter of the space")
+            for dim in space:
+                refusal = dim.refusal(point[dim.name])
+                if refusal:
+                    raise ValueError(f"tuning.{name}: enqueue[{k}].{dim.name}: {refusal} "
+                                     f"({dim.kind}: {list(dim.values)!r})")
         return settings
 
-    def definition(self, model_entry: dict) -> dict:
-        """What a study's trials depend on: a journal written under another definition is not this
-        study's (the number of trials and of workers may change: the study goes on)."""
-        return {"model": {k: v for k, v in model_entry.items() if k not in RESOURCES},
+    @property
+    def share(self) -> int:
+        """The most trials one worker runs: its job's `runtime` is sized for that many."""
+        return math.ceil(self.trials / self.workers)
+
+    @property
+    def constant_liar(self) -> bool:
+        """TPE counts running trials as bad ones (Optuna's advice for parallel workers): the sampler's
+        `constant_liar`, by default true with more than one worker."""
+        return bool(self.sampler.get("constant_liar", self.workers > 1))
+
+    def definition(self, model_entry: dict, inputs: dict) -> dict:
+        """What a study's trials depend on: the model entry, what its inputs are made from (`inputs`: the
+        data, the CV scheme, the feature set, the meta sources), the space, the folds, the sampler and
+        the pruner. A journal written under another definition is not this study's (the number of
+        trials and of workers and the queued points may change: the study goes on)."""
+        return {"model": {k: v for k, v in model_entry.items() if k not in RESOURCES}, "inputs": inputs,
                 "space": {d.name: {d.kind: list(d.values)} for d in self.space},
                 "folds": self.folds, "sampler": self.sampler, "pruner": self.pruner}
 
@@ -203,7 +255,9 @@ def check_space(name: str, settings: StudySettings, entry: dict, schema: dict) -
             node, path = props[key], [*path, key]
         while "$ref" in node and "type" not in node:
             node = defs[node["$ref"].rsplit("/", 1)[-1]]
-        if dim.kind in ("uniform", "log_uniform") and node.get("type") == "integer":
+        types = node.get("type", [])
+        types = [types] if isinstance(types, str) else types
+        if dim.kind in ("uniform", "log_uniform") and "integer" in types and "number" not in types:
             raise ValueError(f"tuning.{name}: space.{dim.name}: params.{dim.name} takes integers: use "
                              f"int: [low, high]")
     validator = jsonschema.Draft202012Validator({**defs[arch], "$defs": defs})
@@ -220,15 +274,34 @@ def check_space(name: str, settings: StudySettings, entry: dict, schema: dict) -
 
 # --- running a study (Optuna from here on) ---
 
-def _sampler(settings: StudySettings, trial_number: int):
+def draw_seed(study_seed: int, draw: int) -> int:
+    """The sampler's seed for a study's `draw`-th drawn point: the two mixed by NumPy's SeedSequence, so
+    that neighbouring study seeds or draws give unrelated streams (seeding with study_seed + draw made
+    study 1 the same as study 0 one trial later, and neighbouring Mersenne Twister seeds draw alike)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([study_seed, draw]).generate_state(1)[0])
+
+
+def draws_so_far(trials) -> int:
+    """How many trials drew their point from the sampler: not the queued ones (`enqueue` points and the
+    retries of interrupted trials), nor those still waiting in the queue."""
+    from optuna.trial import TrialState
+
+    return sum(t.state != TrialState.WAITING and "enqueued" not in t.user_attrs and "retry_of" not in t.user_attrs
+               for t in trials)
+
+
+def _sampler(settings: StudySettings, draw: int):
     import optuna
 
     seed = settings.sampler.get("seed")
-    seed = None if seed is None else seed + trial_number
+    seed = None if seed is None else draw_seed(seed, draw)
     if settings.sampler["kind"] == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     extra = {k: settings.sampler[k] for k in ("n_startup_trials",) if k in settings.sampler}
-    return optuna.samplers.TPESampler(seed=seed, **extra)
+    return optuna.samplers.TPESampler(seed=seed, multivariate=bool(settings.sampler.get("multivariate", True)),
+                                      constant_liar=settings.constant_liar, **extra)
 
 
 def _pruner(settings: StudySettings):
@@ -255,9 +328,11 @@ def _held(lock):
         lock.release()
 
 
-def open_study(directory, settings: StudySettings, model_entry: dict):
-    """The study's Optuna study in `directory` (created with its enqueued points on first use). A journal
-    written under another definition of the study is refused, naming what changed."""
+def open_study(directory, settings: StudySettings, model_entry: dict, inputs: dict | None = None):
+    """The study's Optuna study in `directory`, created on first use, with every point of `enqueue` it
+    has not queued yet queued now. `inputs`: what the model's inputs are made from (part of the study's
+    definition; the workflow passes the data, CV scheme, feature set and meta sources' settings). A
+    journal written under another definition of the study is refused, naming what changed."""
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
@@ -267,20 +342,28 @@ def open_study(directory, settings: StudySettings, model_entry: dict):
     directory.mkdir(parents=True, exist_ok=True)
     journal = str(directory / JOURNAL)
     storage = JournalStorage(JournalFileBackend(journal, lock_obj=JournalFileOpenLock(journal)))
-    definition = json.loads(json.dumps(settings.definition(model_entry)))
+    definition = json.loads(json.dumps(settings.definition(model_entry, inputs or {})))
     with _held(_lock(directory)):
         study = optuna.create_study(study_name=settings.name, storage=storage, direction="minimize",
                                     pruner=_pruner(settings), load_if_exists=True)
         stored = study.user_attrs.get("definition")
         if stored is None:
             study.set_user_attr("definition", definition)
-            for point in settings.enqueue:
-                study.enqueue_trial(_encoded(settings, point), user_attrs={"enqueued": True})
         elif stored != definition:
             changed = sorted(k for k in definition if stored.get(k) != definition.get(k))
             raise ValueError(f"{journal} holds study {settings.name!r} as defined before ({', '.join(changed)} "
                              "changed since); delete that folder to start the study over, or give the new "
                              "definition another study name")
+        # a point listed twice runs twice: count the copies queued so far
+        queued = collections.Counter(t.user_attrs["enqueued"] for t in study.get_trials(deepcopy=False)
+                                     if "enqueued" in t.user_attrs)
+        for point in settings.enqueue:
+            params = _encoded(settings, point)
+            key = json.dumps(params, sort_keys=True)
+            if queued[key]:
+                queued[key] -= 1
+            else:
+                study.enqueue_trial(params, user_attrs={"enqueued": key})
     return study
 
 
@@ -313,14 +396,16 @@ def requeue_abandoned(study, worker: int, workers: int) -> list[int]:
 Fit = Callable[[dict, int], float]
 
 
-def run_worker(directory, settings: StudySettings, model_entry: dict, fit_fold: Fit, worker: int) -> list[dict]:
-    """Run trials until the study has `settings.trials` finished, pruned or running ones.
-    `fit_fold(entry, fold)` trains one fold of the model entry `entry` and returns its validation loss.
-    Returns one record per trial this worker ran."""
+def run_worker(directory, settings: StudySettings, model_entry: dict, fit_fold: Fit, worker: int,
+               inputs: dict | None = None) -> list[dict]:
+    """Run trials until the study has `settings.trials` finished, pruned or running ones, or this worker
+    has run its share of them. `fit_fold(entry, fold)` trains one fold of the model entry `entry` and
+    returns its validation loss; `inputs` as for `open_study`. Returns one record per trial this worker
+    ran."""
     from optuna.trial import TrialState
 
     directory = Path(directory)
-    study = open_study(directory, settings, model_entry)
+    study = open_study(directory, settings, model_entry, inputs)
     distributions = {d.name: d.distribution() for d in settings.space}
     lock = _lock(directory)
     with _held(lock):
@@ -329,16 +414,19 @@ def run_worker(directory, settings: StudySettings, model_entry: dict, fit_fold: 
         log.warning("worker %d: trials %s were left running by a killed worker: marked failed, their parameters "
                     "queued again", worker, ", ".join(map(str, abandoned)))
     records = []
+    counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
     while True:
         with _held(lock):
             trials = study.get_trials(deepcopy=False)
-            taken = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) for t in trials)
-            if taken >= settings.trials:
+            if sum(t.state in counted for t in trials) >= settings.trials:
                 break
-            study.sampler = _sampler(settings, len(trials))
+            if sum(t.state in counted and t.user_attrs.get("worker") == worker for t in trials) >= settings.share:
+                log.info("worker %d has run its share of the study, %d trials", worker, settings.share)
+                break
+            study.sampler = _sampler(settings, draws_so_far(trials))
             trial = study.ask(distributions)
             trial.set_user_attr("worker", worker)
-        records.append(_run_trial(study, trial, settings, model_entry, fit_fold, worker))
+        records.append(_run_trial(study, trial, settings, model_entry, fit_fold, worker, lock))
     finished = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if finished:
         best = min(finished, key=lambda t: t.value)
@@ -347,7 +435,7 @@ def run_worker(directory, settings: StudySettings, model_entry: dict, fit_fold: 
     return records
 
 
-def _run_trial(study, trial, settings: StudySettings, model_entry: dict, fit_fold: Fit, worker: int) -> dict:
+def _run_trial(study, trial, settings: StudySettings, model_entry: dict, fit_fold: Fit, worker: int, lock) -> dict:
     from optuna.trial import TrialState
 
     values = decoded(settings, trial.params)
@@ -366,9 +454,14 @@ def _run_trial(study, trial, settings: StudySettings, model_entry: dict, fit_fol
             if step + 1 < len(settings.folds) and trial.should_prune():
                 state = TrialState.PRUNED
                 break
-    except BaseException:
+    except BaseException as error:
         trial.set_user_attr("fold_losses", losses)
-        study.tell(trial, state=TrialState.FAIL)
+        with _held(lock):
+            study.tell(trial, state=TrialState.FAIL)
+            if not isinstance(error, Exception):
+                # Ctrl-C or an exit, not the trial's fault: its point runs again, first, on the next run
+                study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+                log.warning("trial %d interrupted: failed, its parameters queued again", trial.number)
         raise
     trial.set_user_attr("fold_losses", losses)
     trial.set_user_attr("folds_trained", len(losses))
@@ -425,8 +518,9 @@ def check_entry(entry: dict, schema: dict, what: str) -> None:
 
 
 def best_yaml(study, settings: StudySettings, model_entry: dict, schema: dict) -> str:
-    """best.yaml: `{model: entry}` with the best trial's params merged in, checked against the schema,
-    under a comment saying where it comes from and why its score is optimistic."""
+    """best.yaml: `{model: entry}`, `model_entry` (the entry as the user wrote it, no defaults filled in)
+    with the best trial's params merged in, checked against the schema, under a comment saying where it
+    comes from and why its score is optimistic."""
     import yaml
     from optuna.trial import TrialState
 

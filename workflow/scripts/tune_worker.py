@@ -13,5 +13,6 @@ def validation_loss(entry, fold):
 
 
 worker = int(snakemake.wildcards.worker)
-records = tuning.run_worker(snakemake.params.directory, study, model, validation_loss, worker)
+records = tuning.run_worker(snakemake.params.directory, study, model, validation_loss, worker,
+                           inputs=snakemake.params.inputs)
 io.write_json({"study": study.name, "worker": worker, "trials": records}, snakemake.output[0])
