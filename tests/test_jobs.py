@@ -276,3 +276,36 @@ def test_prior_by_default_never_predicts_a_target_unseen_in_training_as_impossib
     np.testing.assert_allclose(model.predict(np.zeros(1)), [[3e-4, 0.5]], rtol=1e-6)
     # a positive of the unseen target then costs -log(3e-4) = 8.1 nats, not -log(1e-15) = 34.5
     assert metrics.log_loss([[1, 0]], model.predict([0])) < 5
+
+
+@pytest.mark.parametrize("arch, params", [
+    ("linear", {"epochs": 2}),
+    ("mlp", {"network": {"hidden": [4], "dropout": [0.0, 0.0], "weight_norm": [False, False]}, "epochs": 3}),
+    ("tabnet", {"n_d": 4, "n_a": 4, "epochs": 3, "patience": 0, "batch_size": 4, "virtual_batch_size": 2,
+                "categorical": []}),
+    ("cnn1d", {"network": {"hidden_size": 16, "channels": [4, 4, 4]}, "epochs": 2, "batch_size": 2,
+               "fold_inputs": {"n_quantiles": 4, "gene_components": 1, "cell_components": 1}}),
+    ("two_heads", {"n_gene_components": 1, "n_cell_components": 1, "fine_tune_rounds": 1,
+                   "phases": {phase: {"epochs": 2} for phase in ("transfer", "frozen", "unfrozen")}}),
+])
+def test_each_network_reports_every_epoch_of_its_history(arch, params):
+    seen, data = [], fold_data()
+    data.y_train = data.y_train.copy()
+    data.y_train[2:4] = 0   # two training rows without a MoA: the 2-heads' t-test needs them
+    result = jobs.fit_fold(data, arch, params, seed=0, fold=0, on_epoch=seen.append)
+    assert [r["epoch"] for r in seen] == result.history["epoch"].tolist()
+    assert [r["valid_loss"] for r in seen] == pytest.approx(result.history["valid_loss"].tolist())
+
+
+def test_an_epoch_observer_that_raises_stops_the_fit():
+    class Stop(Exception):
+        pass
+
+    def stop_at_second(record):
+        if record["epoch"] == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        jobs.fit_fold(fold_data(), "mlp", {"network": {"hidden": [4], "dropout": [0.0, 0.0],
+                                                       "weight_norm": [False, False]}, "epochs": 5},
+                      seed=0, fold=0, on_epoch=stop_at_second)

@@ -99,9 +99,10 @@ def test_a_study_with_two_workers_survives_a_kill_and_its_best_entry_applies(run
     assert [t.user_attrs["retry_of"] for t in retried] == left and after[left[0]].state == TrialState.FAIL
     assert retried[0].params == after[left[0]].params and retried[0].user_attrs["worker"] == killed
     assert {t.user_attrs["worker"] for t in done} == {0, 1}, "both workers ran trials"
-    # the bad enqueued point was pruned after its first fold; complete trials trained all three
+    # the bad enqueued point was pruned within its first fold, on its epochs; complete trials trained all three
     bad = next(t for t in after if t.params == {"max_lr": 1.0e-3, "output_bias": "default"} and t.state != TrialState.FAIL)
-    assert bad.state == TrialState.PRUNED and bad.user_attrs["folds_trained"] == 1
+    assert bad.state == TrialState.PRUNED and bad.user_attrs["folds_trained"] == 0
+    assert 0 < len(bad.intermediate_values) < TINY_MLP["epochs"]
     assert {t.user_attrs["folds_trained"] for t in done if t.state == TrialState.COMPLETE} == {3}
 
     study_dir = workdir / "results" / "tune" / "simple"

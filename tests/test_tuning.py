@@ -27,7 +27,7 @@ def settings(trials=6, **study) -> StudySettings:
     return StudySettings.from_config("mlp_study", spec, n_folds=3)
 
 
-def loss(entry: dict, fold: int) -> float:
+def loss(entry: dict, fold: int, on_epoch=None) -> float:
     """A stand-in for one fold's validation loss: best at max_lr 1e-2, a little worse on later folds."""
     return (math.log10(entry["params"]["max_lr"]) + 2) ** 2 + 0.01 * fold
 
@@ -119,7 +119,7 @@ def test_a_trial_the_pruner_stops_trained_fewer_folds(tmp_path):
     study = settings(trials=3, enqueue=[good, good, bad], pruner={"kind": "median", "n_startup_trials": 2})
     folds_seen = []
 
-    def fit(entry, fold):
+    def fit(entry, fold, on_epoch):
         folds_seen.append(fold)
         return loss(entry, fold)
 
@@ -165,7 +165,7 @@ def test_a_journal_of_another_definition_is_refused_naming_what_changed(tmp_path
 
 
 def test_a_failing_fold_fails_its_trial_and_the_worker(tmp_path):
-    def fit(entry, fold):
+    def fit(entry, fold, on_epoch):
         raise RuntimeError("out of something")
 
     with pytest.raises(RuntimeError, match="out of something"):
@@ -243,7 +243,7 @@ def test_studies_of_neighbouring_seeds_share_no_point(tmp_path):
 def test_a_random_samplers_draws_are_uniform(tmp_path, seed):
     study = StudySettings.from_config("u", {"trials": 20, "space": {"max_lr": {"uniform": [0.0, 1.0]}},
                                             "sampler": {"kind": "random", "seed": seed}}, n_folds=1)
-    drawn = [r["params"]["max_lr"] for r in run(tmp_path, study, fit=lambda entry, fold: 0.0)]
+    drawn = [r["params"]["max_lr"] for r in run(tmp_path, study, fit=lambda entry, fold, on_epoch: 0.0)]
     assert stats.kstest(drawn, "uniform").pvalue > 0.01
 
 
@@ -280,7 +280,7 @@ def interrupt_at(trial: int, fold: int, how: str):
     kill that runs no handler (`kill`, in a child process)."""
     calls = []
 
-    def fit(entry, f):
+    def fit(entry, f, on_epoch):
         calls.append(f)
         if len([c for c in calls if c == 0]) - 1 == trial and f == fold:
             if how == "interrupt":
@@ -326,3 +326,42 @@ def test_a_worker_stops_at_its_share_of_the_trials(tmp_path):
     assert [r["number"] for r in run(tmp_path, study, worker=0)] == [0, 1, 2]
     assert [r["number"] for r in run(tmp_path, study, worker=1)] == [3, 4]
     assert run(tmp_path, study, worker=0) == []
+
+
+def epochs_of(curves: dict[float, list[list[float]]]):
+    """A stand-in fit whose fold f reports the epoch losses curves[max_lr][f] and returns the last."""
+    def fit(entry, fold, on_epoch):
+        curve = curves[entry["params"]["max_lr"]][fold]
+        for epoch, value in enumerate(curve):
+            on_epoch({"epoch": epoch, "train_loss": value, "valid_loss": value})
+        return curve[-1]
+    return fit
+
+
+def point(max_lr):
+    return {"max_lr": max_lr, "epochs": 4, "network.dropout": [0.0, 0.0]}
+
+
+def test_a_trial_far_worse_in_its_first_epochs_is_pruned_before_its_first_fold_ends(tmp_path):
+    good = [[0.5, 0.3, 0.2, 0.1]] * 3
+    curves = {0.01: good, 0.02: good, 0.001: [[0.9, 0.9, 0.9, 0.9]] * 3}
+    study = settings(trials=3, enqueue=[point(0.01), point(0.02), point(0.001)],
+                     pruner={"kind": "median", "n_startup_trials": 2, "n_warmup_epochs": 1})
+    records = run(tmp_path, study, fit=epochs_of(curves))
+    assert [(r["state"], r["folds_trained"]) for r in records] == [("complete", 3), ("complete", 3), ("pruned", 0)]
+    trials = journal(tmp_path, study)
+    # reported: each epoch's best of its fold so far, at steps fold position x EPOCH_STEPS + epoch
+    assert trials[0].intermediate_values[tuning.EPOCH_STEPS * 2 + 3] == 0.1
+    assert sorted(trials[2].intermediate_values) == [0, 1], "warmed up at epoch 0, pruned at epoch 1"
+    assert tuning.trials_table(tuning.open_study(tmp_path, study, MLP), study)["value"].isna().tolist() == [False, False, True]
+
+
+def test_a_trial_good_on_its_first_fold_and_bad_afterwards_is_pruned(tmp_path):
+    """After fold 1 its running mean (0.5) is judged against the complete trials' (0.2), not its best
+    report so far (0.1: Optuna's median pruner let such a trial run every fold)."""
+    fold_losses = {0.01: [0.2, 0.2, 0.2], 0.02: [0.2, 0.2, 0.2], 0.001: [0.1, 0.9, 0.9]}
+    study = settings(trials=3, enqueue=[point(0.01), point(0.02), point(0.001)],
+                     pruner={"kind": "median", "n_startup_trials": 2})
+    records = run(tmp_path, study, fit=lambda entry, fold, on_epoch: fold_losses[entry["params"]["max_lr"]][fold])
+    assert [(r["state"], r["folds_trained"]) for r in records] == [("complete", 3), ("complete", 3), ("pruned", 2)]
+    assert records[2]["value"] == pytest.approx(0.5)

@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from moa import devices, io, metrics, models, schema, stacking
-from moa.training import CPU, Device, seed_everything
+from moa.training import CPU, Device, EpochObserver, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +116,10 @@ class FoldResult:
     metrics: dict
 
 
-def fit_fold(data: FoldData, arch: str, params: dict, seed: int, fold: int, device: Device = CPU) -> FoldResult:
-    """Fit on every fold but `fold` on `device`, predict `fold` (OOF) and the test rows (controls at 0)."""
+def fit_fold(data: FoldData, arch: str, params: dict, seed: int, fold: int, device: Device = CPU,
+             on_epoch: EpochObserver | None = None) -> FoldResult:
+    """Fit on every fold but `fold` on `device`, predict `fold` (OOF) and the test rows (controls at 0);
+    `on_epoch` sees each training epoch's record."""
     seed_everything(seed)
     valid = data.fold_of == fold
     if not valid.any():
@@ -130,7 +132,7 @@ def fit_fold(data: FoldData, arch: str, params: dict, seed: int, fold: int, devi
         model.use_pretraining_targets(*((None, None) if data.y_pretrain is None
                                         else (data.y_pretrain[~valid], data.y_pretrain[valid])))
     history = model.fit(data.x_train[~valid], data.y_train[~valid], data.x_train[valid], data.y_train[valid],
-                        device=device)
+                        device=device, on_epoch=on_epoch)
     oof = model.predict(data.x_train[valid])
     test = model.predict(data.x_test)
     test = np.where(data.test_is_control[:, None], 0.0, test).astype(np.float32)
@@ -173,12 +175,13 @@ def memory_settings(model_entry: dict) -> dict:
     return {**settings, "precision": str(model_entry.get("precision", "32"))}
 
 
-def train_job(data: FoldData, name: str, model_entry: dict, seed: int, fold: int, device: Device = CPU) -> FoldResult:
+def train_job(data: FoldData, name: str, model_entry: dict, seed: int, fold: int, device: Device = CPU,
+              on_epoch: EpochObserver | None = None) -> FoldResult:
     """`fit_fold` for the config entry `model_entry` of model `name`; running out of card memory raises
     `devices.CardOutOfMemory`, naming the model and the settings to lower."""
     with devices.out_of_memory_explained(f"model {name} (seed {seed}, fold {fold}, on {device.name})",
                                          memory_settings(model_entry)):
-        return fit_fold(data, model_entry["arch"], model_entry.get("params", {}), seed, fold, device)
+        return fit_fold(data, model_entry["arch"], model_entry.get("params", {}), seed, fold, device, on_epoch)
 
 
 def prediction_table(ids, values, names) -> pd.DataFrame:

@@ -17,6 +17,7 @@ import os
 import random
 import warnings
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -275,14 +276,28 @@ def batches(n_rows: int, batch_size: int, generator: torch.Generator):
             yield index
 
 
+# called after each epoch with its history record (`epoch` counted within the model's fit, `valid_loss`
+# where the epoch was validated); an exception it raises stops the fit (a study's pruner does so)
+EpochObserver = Callable[[dict], None]
+
+
+def shifted(on_epoch: EpochObserver | None, first_epoch: int, **extra) -> EpochObserver | None:
+    """`on_epoch` for a later phase of a fit: its epochs counted on from `first_epoch`, `extra` added."""
+    if on_epoch is None:
+        return None
+    return lambda record: on_epoch({**record, **extra, "epoch": first_epoch + record["epoch"]})
+
+
 def train_network(module: nn.Module, x_train, y_train, x_valid, y_valid, recipe: NetworkTraining,
-                  device: Device = CPU, augment=None, pos_weight: torch.Tensor | None = None) -> list[dict]:
+                  device: Device = CPU, augment=None, pos_weight: torch.Tensor | None = None,
+                  on_epoch: EpochObserver | None = None) -> list[dict]:
     """Train `module` in place on `device`, where it stays; it ends with the weights of its best
     validation epoch. Parameters that do not require gradients are left untouched (a frozen trunk).
     Each history record says whether its epoch became the best (`improved`). `augment(batch, x_train,
     generator)`, if given, returns the batch a training step sees; its generator is seeded afresh each
     epoch from one draw of torch's generator, so a run repeats exactly. `pos_weight` (one per target)
-    weights the positive term of the training loss; validation is always the plain log loss."""
+    weights the positive term of the training loss; validation is always the plain log loss. `on_epoch`
+    sees each epoch's record."""
     fabric = device.fabric()
     x, y_hard = fabric.to_device(as_tensor(x_train)), fabric.to_device(as_tensor(y_train))
     y = recipe.soft_targets(y_hard)
@@ -342,6 +357,8 @@ def train_network(module: nn.Module, x_train, y_train, x_valid, y_valid, recipe:
             step_schedule(per_epoch, device.scales_loss)
         history.append(record)
         log.info("epoch %d: %s", epoch, {k: round(float(v), 6) for k, v in record.items() if k != "epoch"})
+        if on_epoch is not None:
+            on_epoch(record)
         if recipe.early_stopping is not None and since_best >= max(recipe.early_stopping, 1):
             break
     if bar is not None:

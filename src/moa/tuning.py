@@ -19,7 +19,8 @@ system.
   finished trials stay.
 - Points listed under `enqueue` that the study has not queued yet are queued when a worker opens it,
   so points added to a running study are tried next.
-- The pruner is told the running mean of the fold losses after each fold; a pruned trial stops there.
+- Pruning (`MedianRule`) judges each epoch's best validation loss of the fold so far and, after each
+  fold, the running mean of the fold losses, each against the complete trials' at the same point.
 
 This module reads no data and imports Optuna only where a study runs, so the workflow can check a
 `tuning:` section at parse time.
@@ -32,6 +33,7 @@ import copy
 import json
 import logging
 import math
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -304,15 +306,6 @@ def _sampler(settings: StudySettings, draw: int):
                                       constant_liar=settings.constant_liar, **extra)
 
 
-def _pruner(settings: StudySettings):
-    import optuna
-
-    if settings.pruner["kind"] == "none":
-        return optuna.pruners.NopPruner()
-    extra = {k: settings.pruner[k] for k in ("n_startup_trials", "n_warmup_steps") if k in settings.pruner}
-    return optuna.pruners.MedianPruner(**extra)
-
-
 def _lock(directory: Path):
     from optuna.storages.journal import JournalFileOpenLock
 
@@ -345,7 +338,7 @@ def open_study(directory, settings: StudySettings, model_entry: dict, inputs: di
     definition = json.loads(json.dumps(settings.definition(model_entry, inputs or {})))
     with _held(_lock(directory)):
         study = optuna.create_study(study_name=settings.name, storage=storage, direction="minimize",
-                                    pruner=_pruner(settings), load_if_exists=True)
+                                    pruner=optuna.pruners.NopPruner(), load_if_exists=True)
         stored = study.user_attrs.get("definition")
         if stored is None:
             study.set_user_attr("definition", definition)
@@ -393,14 +386,17 @@ def requeue_abandoned(study, worker: int, workers: int) -> list[int]:
     return abandoned
 
 
-Fit = Callable[[dict, int], float]
+# fit_fold(entry, fold, on_epoch): trains one fold of the model entry, calling on_epoch after each epoch,
+# and returns the fold's validation loss
+Fit = Callable[[dict, int, Callable[[dict], None]], float]
 
 
 def run_worker(directory, settings: StudySettings, model_entry: dict, fit_fold: Fit, worker: int,
                inputs: dict | None = None) -> list[dict]:
     """Run trials until the study has `settings.trials` finished, pruned or running ones, or this worker
-    has run its share of them. `fit_fold(entry, fold)` trains one fold of the model entry `entry` and
-    returns its validation loss; `inputs` as for `open_study`. Returns one record per trial this worker
+    has run its share of them. `fit_fold(entry, fold, on_epoch)` trains one fold of the model entry
+    `entry`, calling `on_epoch(record)` after each epoch (which may raise to prune the trial), and
+    returns the fold's validation loss; `inputs` as for `open_study`. Returns one record per trial this worker
     ran."""
     from optuna.trial import TrialState
 
@@ -442,18 +438,24 @@ def _run_trial(study, trial, settings: StudySettings, model_entry: dict, fit_fol
     entry = with_params(model_entry, values)
     log.info("trial %d (worker %d): %s", trial.number, worker, json.dumps(values))
     started, losses, state = time.perf_counter(), [], TrialState.COMPLETE
+    rule = MedianRule.of(settings)
     try:
-        for step, fold in enumerate(settings.folds):
-            losses.append(float(fit_fold(entry, fold)))
+        for position, fold in enumerate(settings.folds):
+            losses.append(float(fit_fold(entry, fold, rule.epoch_observer(study, trial, position))))
             mean = sum(losses) / len(losses)
             log.info("trial %d: fold %d loss %.6f (mean so far %.6f)", trial.number, fold, losses[-1], mean)
+            trial.set_user_attr("fold_losses", losses)
             if not math.isfinite(mean):
                 state = TrialState.FAIL
                 break
-            trial.report(mean, step)
-            if step + 1 < len(settings.folds) and trial.should_prune():
+            if position + 1 < len(settings.folds) and rule.stops_after_fold(study, position, mean):
+                log.info("trial %d pruned after fold %d: mean %.6f is worse than the median of the complete "
+                         "trials' after as many folds", trial.number, fold, mean)
                 state = TrialState.PRUNED
                 break
+    except Pruned as pruned:
+        log.info("trial %d pruned in fold %d: %s", trial.number, settings.folds[len(losses)], pruned)
+        state = TrialState.PRUNED
     except BaseException as error:
         trial.set_user_attr("fold_losses", losses)
         with _held(lock):
@@ -466,27 +468,98 @@ def _run_trial(study, trial, settings: StudySettings, model_entry: dict, fit_fol
     trial.set_user_attr("fold_losses", losses)
     trial.set_user_attr("folds_trained", len(losses))
     trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
-    value = sum(losses) / len(losses)
+    value = sum(losses) / len(losses) if losses else None
     if state == TrialState.COMPLETE:
         study.tell(trial, value)
     else:
         study.tell(trial, state=state)
     word = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}[state]
-    log.info("trial %d %s after %d of %d folds: mean validation loss %.6f", trial.number, word, len(losses),
-             len(settings.folds), value)
+    log.info("trial %d %s after %d of %d folds: mean validation loss %s", trial.number, word, len(losses),
+             len(settings.folds), "-" if value is None else f"{value:.6f}")
     return {"number": trial.number, "state": word, "value": value, "folds_trained": len(losses),
             "params": values}
 
 
+class Pruned(Exception):
+    """Raised from a fold's epoch report to stop a trial that the median rule judged worse."""
+
+
+# epoch e of a trial's p-th fold is reported at step p * EPOCH_STEPS + e, so a step means the same
+# point of training in every trial
+EPOCH_STEPS = 100_000
+
+
+@dataclass
+class MedianRule:
+    """The median rule on numbers that mean the same in every trial. After each epoch of a fold: the best
+    validation loss of this fold so far against the median of the complete trials' at the same fold and
+    epoch (after `n_warmup_epochs` epochs). After each fold but the last: the running mean of the fold
+    losses against the median of the complete trials' after as many folds (after `n_warmup_steps`
+    folds). At least `n_startup_trials` complete trials must have the number to compare. (Optuna's own
+    median pruner compares a trial's best report over all steps so far, which lets a trial good on its
+    first fold and bad on the next ones run to the end.)"""
+
+    active: bool
+    n_startup_trials: int = 5
+    n_warmup_steps: int = 0
+    n_warmup_epochs: int = 0
+
+    @classmethod
+    def of(cls, settings: StudySettings) -> MedianRule:
+        extra = {k: settings.pruner[k] for k in ("n_startup_trials", "n_warmup_steps", "n_warmup_epochs")
+                 if k in settings.pruner}
+        return cls(active=settings.pruner["kind"] == "median", **extra)
+
+    def worse(self, value: float, others) -> bool:
+        others = [v for v in others if v is not None and math.isfinite(v)]
+        return len(others) >= max(self.n_startup_trials, 1) and value > statistics.median(others)
+
+    def epoch_observer(self, study, trial, position: int):
+        """What a fold's training calls after each epoch: reports the fold's best validation loss so far
+        and raises `Pruned` when the rule says so."""
+        from optuna.trial import TrialState
+
+        best = math.inf
+
+        def on_epoch(record: dict) -> None:
+            nonlocal best
+            loss = record.get("valid_loss")
+            if loss is None or not math.isfinite(loss):
+                return
+            best = min(best, float(loss))
+            step = position * EPOCH_STEPS + int(record["epoch"])
+            trial.report(best, step)
+            if not self.active or record["epoch"] < self.n_warmup_epochs:
+                return
+            complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if self.worse(best, [t.intermediate_values.get(step) for t in complete]):
+                raise Pruned(f"epoch {record['epoch']}: best loss {best:.6f} is worse than the median of the "
+                             "complete trials' at that epoch")
+        return on_epoch
+
+    def stops_after_fold(self, study, position: int, mean: float) -> bool:
+        from optuna.trial import TrialState
+
+        if not self.active or position < self.n_warmup_steps:
+            return False
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        means = [sum(losses[:position + 1]) / (position + 1) for losses in
+                 (t.user_attrs.get("fold_losses", []) for t in complete) if len(losses) > position]
+        return self.worse(mean, means)
+
+
 def trials_table(study, settings: StudySettings):
-    """One row per trial: number, state, value (mean validation loss over the folds it trained), the
-    folds trained, the worker, seconds, and each parameter as the config writes it."""
+    """One row per trial: number, state, value (mean validation loss over the folds it trained; empty
+    for a trial stopped in its first fold), the folds trained, the worker, seconds, and each parameter as
+    the config writes it."""
     import pandas as pd
 
     rows = []
     for t in study.get_trials(deepcopy=False):
         params = decoded(settings, t.params)
-        rows.append({"number": t.number, "state": t.state.name.lower(), "value": t.value,
+        losses = t.user_attrs.get("fold_losses") or []
+        rows.append({"number": t.number, "state": t.state.name.lower(),
+                     "value": sum(losses) / len(losses) if losses else None,
                      "folds_trained": t.user_attrs.get("folds_trained"), "worker": t.user_attrs.get("worker"),
                      "seconds": t.user_attrs.get("seconds"), "retry_of": t.user_attrs.get("retry_of"),
                      **{name: json.dumps(v) if isinstance(v, (list, dict)) else v for name, v in params.items()}})

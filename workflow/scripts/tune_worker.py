@@ -8,8 +8,8 @@ data = jobs.read_fold_data(dict(snakemake.input.items()), model)
 seed = model["seeds"][0]
 
 
-def validation_loss(entry, fold):
-    return jobs.train_job(data, study.model, entry, seed, fold, device).metrics["valid_loss"]
+def validation_loss(entry, fold, on_epoch):
+    return jobs.train_job(data, study.model, entry, seed, fold, device, on_epoch).metrics["valid_loss"]
 
 
 worker = int(snakemake.wildcards.worker)

@@ -43,8 +43,8 @@ from torch.nn.utils.parametrizations import weight_norm
 from moa import schema
 from moa.models.fitted_arrays import FittedArrays
 from moa.models.mlp import Dropout
-from moa.training import (CPU, Device, NetworkTraining, as_tensor, check_output_bias, predict_network,
-                          prior_logits, train_network)
+from moa.training import (CPU, Device, EpochObserver, NetworkTraining, as_tensor, check_output_bias, predict_network,
+                          prior_logits, shifted, train_network)
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,8 @@ class CNN1DModel:
         rows' are not used."""
         self.pretraining_targets = None if y is None else np.asarray(y, np.float32)
 
-    def fit(self, x_train, y_train, x_valid=None, y_valid=None, device: Device = CPU) -> list[dict]:
+    def fit(self, x_train, y_train, x_valid=None, y_valid=None, device: Device = CPU,
+            on_epoch: EpochObserver | None = None) -> list[dict]:
         """Fit the inputs' steps on the training rows, pre-train (if given non-scored targets), then train on
         the scored targets on `device`."""
         x_train, y_train = np.asarray(x_train, np.float32), np.asarray(y_train, np.float32)
@@ -252,7 +253,8 @@ class CNN1DModel:
             y_pre = y_pre[:, self.pretrained_on_]
             self.module = CNN1D(x_train.shape[1], y_pre.shape[1], **self.network)
             self._start_at_prior(y_pre, self.pretrain)
-            records = train_network(self.module, x_train, y_pre, None, None, self.pretrain, device)
+            records = train_network(self.module, x_train, y_pre, None, None, self.pretrain, device,
+                                    on_epoch=shifted(on_epoch, 0, phase="pretrain"))
             history.extend({**r, "phase": "pretrain"} for r in records)
             self.module.replace_head(y_train.shape[1])
         else:
@@ -260,9 +262,9 @@ class CNN1DModel:
             self.module = CNN1D(x_train.shape[1], y_train.shape[1], **self.network)
         self._start_at_prior(y_train, self.training)
         pos_weight = torch.from_numpy(positive_weights(y_train)) if self.positive_weighting else None
-        records = train_network(self.module, x_train, y_train, x_valid, y_valid, self.training, device,
-                                pos_weight=pos_weight)
         start = len(history)
+        records = train_network(self.module, x_train, y_train, x_valid, y_valid, self.training, device,
+                                pos_weight=pos_weight, on_epoch=shifted(on_epoch, start, phase="scored"))
         history.extend({**r, "epoch": start + i, "phase": "scored"} for i, r in enumerate(records))
         return history
 

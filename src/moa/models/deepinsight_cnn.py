@@ -29,7 +29,7 @@ from timm.models.resnet import ResNet
 from torch import nn
 
 from moa.deepinsight import FeatureMap, LogScaler, Renderer, SwapNoise, log_scale
-from moa.training import (CPU, Device, NetworkTraining, as_tensor, check_output_bias, predict_network,
+from moa.training import (CPU, Device, EpochObserver, NetworkTraining, as_tensor, check_output_bias, predict_network,
                           prior_logits, train_network)
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,8 @@ class DeepInsightModel:
         return DeepInsightNet(minimum, maximum, pixels, self.resolution, backbone, self.shape_[1], self.head_width,
                               self.channels_last)
 
-    def fit(self, x_train, y_train, x_valid=None, y_valid=None, device: Device = CPU) -> list[dict]:
+    def fit(self, x_train, y_train, x_valid=None, y_valid=None, device: Device = CPU,
+            on_epoch: EpochObserver | None = None) -> list[dict]:
         """Fit the scaler and feature map on the training rows, then train on `device`."""
         x_train = np.asarray(x_train, np.float32)
         self.shape_ = (x_train.shape[1], y_train.shape[1])
@@ -185,7 +186,8 @@ class DeepInsightModel:
         def augment(batch, pool, generator):
             return self.swap_noise(batch, pool, swappable.to(batch.device), generator)
 
-        return train_network(self.module, x_train, y_train, x_valid, y_valid, self.training, device, augment)
+        return train_network(self.module, x_train, y_train, x_valid, y_valid, self.training, device, augment,
+                             on_epoch=on_epoch)
 
     def predict(self, x) -> np.ndarray:
         if self.module is None:

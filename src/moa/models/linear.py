@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from moa.metrics import log_loss
-from moa.training import CPU, Device, as_tensor
+from moa.training import CPU, Device, EpochObserver, as_tensor
 
 
 class StandardisedLinear(nn.Module):
@@ -36,7 +36,8 @@ class LinearModel:
         self.module: StandardisedLinear | None = None
         self.device = CPU
 
-    def fit(self, x_train, y_train, x_valid=None, y_valid=None, device: Device = CPU) -> list[dict]:
+    def fit(self, x_train, y_train, x_valid=None, y_valid=None, device: Device = CPU,
+            on_epoch: EpochObserver | None = None) -> list[dict]:
         """Full-batch L-BFGS on `device`, always in float32 (its line search needs the precision)."""
         self.device = device
         on = device.activate()
@@ -62,6 +63,8 @@ class LinearModel:
             if x_valid is not None:
                 record["valid_loss"] = log_loss(y_valid, self.predict(x_valid))
             history.append(record)
+            if on_epoch is not None:
+                on_epoch(record)
         return history
 
     @torch.no_grad()

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm as apply_weight_norm
 
-from moa.training import (CPU, Device, NetworkTraining, as_tensor, check_output_bias, predict_network,
+from moa.training import (CPU, Device, EpochObserver, NetworkTraining, as_tensor, check_output_bias, predict_network,
                           prior_logits, train_network)
 
 ACTIVATIONS = {"leaky_relu": lambda: nn.LeakyReLU(0.01), "relu": nn.ReLU}
@@ -112,12 +112,14 @@ class MLPModel:
                 last.bias.copy_(prior_logits(self.training.soft_targets(as_tensor(y_train))))
         return module
 
-    def fit(self, x_train, y_train, x_valid=None, y_valid=None, device: Device = CPU) -> list[dict]:
+    def fit(self, x_train, y_train, x_valid=None, y_valid=None, device: Device = CPU,
+            on_epoch: EpochObserver | None = None) -> list[dict]:
         """Train on `device`; later predictions run there too."""
         self.shape_ = (x_train.shape[1], y_train.shape[1])
         self.module = self.build(y_train)
         self.device = device
-        return train_network(self.module, x_train, y_train, x_valid, y_valid, self.training, device)
+        return train_network(self.module, x_train, y_train, x_valid, y_valid, self.training, device,
+                             on_epoch=on_epoch)
 
     def predict(self, x) -> np.ndarray:
         if self.module is None:

@@ -23,8 +23,8 @@ class PriorModel:
         self.floor = floor
         self.rates_: np.ndarray | None = None
 
-    def fit(self, x_train, y_train, x_valid=None, y_valid=None, device=None) -> list[dict]:
-        """Counts rates; `device` is accepted like every model's and not needed."""
+    def fit(self, x_train, y_train, x_valid=None, y_valid=None, device=None, on_epoch=None) -> list[dict]:
+        """Counts rates; `device` and `on_epoch` are accepted like every model's: it has no epochs."""
         self.rates_ = np.clip(np.asarray(y_train, dtype=np.float64).mean(axis=0), self.floor, 1 - self.floor)
         return []
 

@@ -8,11 +8,12 @@ from unittest import mock
 import numpy as np
 import torch
 from pytorch_tabnet import tab_network
+from pytorch_tabnet.callbacks import Callback
 from pytorch_tabnet.metrics import Metric
 from pytorch_tabnet.tab_model import TabNetRegressor
 
 from moa.features.onehot import CATEGORIES
-from moa.training import CPU, Device, check_output_bias, prior_logits, smooth_labels
+from moa.training import CPU, Device, EpochObserver, check_output_bias, prior_logits, smooth_labels
 
 CODE_SUFFIX = "_code"
 
@@ -99,6 +100,21 @@ class _Regressor(TabNetRegressor):
         self.network.tabnet.final_mapping = biased.to(self.device)
 
 
+class EpochReport(Callback):
+    """Passes each pytorch-tabnet epoch to an `EpochObserver` as the record `fit`'s history has."""
+
+    def __init__(self, on_epoch: EpochObserver, valid_key: str):
+        super().__init__()
+        self.on_epoch, self.valid_key = on_epoch, valid_key
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        record = {"epoch": epoch, "train_loss": logs.get("loss")}
+        if self.valid_key in logs:
+            record["valid_loss"] = logs[self.valid_key]
+        self.on_epoch(record)
+
+
 class TabNetModel:
     """TabNet with the write-up's settings as defaults. The columns named in `categorical` (the `codes`
     feature step's `{column}_code` outputs) enter as embeddings of their fixed categories; the network is
@@ -163,7 +179,8 @@ class TabNetModel:
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.binary_cross_entropy_with_logits(logits, smooth_labels(y, self.smoothing))
 
-    def fit(self, x_train, y_train, x_valid=None, y_valid=None, device: Device = CPU) -> list[dict]:
+    def fit(self, x_train, y_train, x_valid=None, y_valid=None, device: Device = CPU,
+            on_epoch: EpochObserver | None = None) -> list[dict]:
         """Train on `device`, early-stopped on the validation rows when given; keeps the best epoch."""
         x_train, y_train = np.asarray(x_train, np.float32), np.asarray(y_train, np.float32)
         self.shape_ = (x_train.shape[1], y_train.shape[1])
@@ -178,7 +195,7 @@ class TabNetModel:
         with warnings.catch_warnings():
             # pytorch-tabnet announces that it restores the best epoch's weights, which is what we want
             warnings.filterwarnings("ignore", "Best weights from best epoch", UserWarning)
-            self._fit(x_train, y_train, eval_set, metric)
+            self._fit(x_train, y_train, eval_set, metric, on_epoch)
         record = self.regressor.history.history
         history = []
         for epoch, loss in enumerate(record["loss"]):
@@ -188,13 +205,14 @@ class TabNetModel:
             history.append(row)
         return history
 
-    def _fit(self, x_train, y_train, eval_set, metric) -> None:
+    def _fit(self, x_train, y_train, eval_set, metric, on_epoch: EpochObserver | None = None) -> None:
         self.regressor.fit(
             x_train, y_train, eval_set=eval_set, eval_name=["valid"] if eval_set else None,
             eval_metric=[metric] if eval_set else None, loss_fn=self._loss,
             max_epochs=self.epochs, patience=self.patience if eval_set else 0,
             batch_size=self.batch_size, virtual_batch_size=self.virtual_batch_size, num_workers=0,
-            drop_last=False, pin_memory=self.regressor.device_name == "cuda", compute_importance=False)
+            drop_last=False, pin_memory=self.regressor.device_name == "cuda", compute_importance=False,
+            callbacks=None if on_epoch is None else [EpochReport(on_epoch, f"valid_{metric}")])
 
     def predict(self, x) -> np.ndarray:
         if self.regressor is None:

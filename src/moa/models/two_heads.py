@@ -32,8 +32,8 @@ from moa import schema
 from moa.features.ttest_selection import TTestSelector
 from moa.models.fitted_arrays import FittedArrays
 from moa.models.mlp import Dropout
-from moa.training import (CPU, Device, NetworkTraining, as_tensor, check_output_bias, predict_network,
-                          prior_logits, train_network)
+from moa.training import (CPU, Device, EpochObserver, NetworkTraining, as_tensor, check_output_bias, predict_network,
+                          prior_logits, shifted, train_network)
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +249,8 @@ class TwoHeadsModel:
         self.pretraining_targets = None if y is None else np.asarray(y, np.float32)
         self.pretraining_targets_valid = None if y_valid is None else np.asarray(y_valid, np.float32)
 
-    def fit(self, x_train, y_train, x_valid=None, y_valid=None, device: Device = CPU) -> list[dict]:
+    def fit(self, x_train, y_train, x_valid=None, y_valid=None, device: Device = CPU,
+            on_epoch: EpochObserver | None = None) -> list[dict]:
         """Train on `device`, fitting on the training rows alone. With `early_stopping_rows: holdout` the
         validation rows are not used at all (they are the OOF rows; scoring them is the job's business);
         with `validation` every phase early-stops on them."""
@@ -284,8 +285,9 @@ class TwoHeadsModel:
 
         def run(phase: str, y: np.ndarray, targets: str) -> list[dict]:
             self.phase_rows_[phase] = {"fit": fit, "stop": stop}
-            records = train_network(self.module, x[fit], y[fit], x_stop, y_stop[targets], self.phases[phase], device)
             start = len(history)
+            records = train_network(self.module, x[fit], y[fit], x_stop, y_stop[targets], self.phases[phase], device,
+                                    on_epoch=shifted(on_epoch, start, phase=phase))
             history.extend({**r, "epoch": start + i, "phase": phase} for i, r in enumerate(records))
             best = min(r["valid_loss"] for r in records)
             if self.phases[phase].start_as_best and not any(r["improved"] for r in records):
