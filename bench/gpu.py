@@ -278,7 +278,7 @@ def paper_mlp_rows(device_name: str, smoke: bool) -> list[dict]:
     sys.path.insert(0, str(REPO / "bench"))
     from train_speed import simple_nn_inputs
 
-    x, y = simple_nn_inputs(0.02 if smoke else 1.0)
+    x, y, _ = simple_nn_inputs(0.02 if smoke else 1.0)
     valid = np.random.default_rng(0).random(len(x)) < 0.2
     params = PAPER["models"]["simple_nn_old"]["params"]
     rows = []

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from moa import report, schema, synth
 from moa.features.pipeline import build_feature_set
-from moa.models.cnn1d import CNN1D
+from moa.models.cnn1d import CNN1D, FOLD_INPUTS, FoldInputs
 from moa.models.mlp import MLP
 from moa.models.tabnet import TabNetModel
 from moa.training import NetworkTraining, batches, seed_everything, train_network
@@ -163,15 +163,15 @@ def tabnet_epochs(x, y) -> list[dict]:
              "forward share": forward / sliced}]
 
 
-def simple_nn_inputs(scale: float, feature_set: str = "simple_new") -> tuple[np.ndarray, np.ndarray]:
-    """Treated training rows of synthetic data through one of the paper's feature sets."""
+def simple_nn_inputs(scale: float, feature_set: str = "simple_new") -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Treated training rows of synthetic data through one of the paper's feature sets, and its columns."""
     data = synth.generate(synth.SynthConfig(scale=scale))
     recipes = yaml.safe_load(open("config/paper.yaml"))["feature_sets"]
     _, train, _ = build_feature_set(feature_set, recipes[feature_set], data.train_features, data.test_features)
     treated = (data.train_features[schema.CP_TYPE] == schema.TREATED).to_numpy()
     x = train.drop(columns=schema.ID).to_numpy(np.float32)[treated]
     y = data.train_targets_scored.drop(columns=schema.ID).to_numpy(np.float32)[treated]
-    return x, y
+    return x, y, list(train.columns.drop(schema.ID))
 
 
 def interleaved_epochs(loops, x, y, repeats: int, shapes, batch: int = BATCH) -> tuple[pd.DataFrame, list[float]]:
@@ -207,7 +207,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    x, y = simple_nn_inputs(args.scale)
+    x, y, _ = simple_nn_inputs(args.scale)
     n_in, n_out = x.shape[1], y.shape[1]
 
     loops = (("moa.training loop (sliced tensors, Lightning Fabric)", our_epoch),
@@ -235,7 +235,9 @@ def cnn1d_rows(args) -> None:
     params = entry["params"]
     recipe = NetworkTraining(**{**{k: v for k, v in params.items() if k in NetworkTraining.__dataclass_fields__},
                                 "epochs": 1})
-    x, y = simple_nn_inputs(args.scale, "cnn1d")
+    x, y, names = simple_nn_inputs(args.scale, "cnn1d")
+    # the inputs the model makes of its feature set in each fold: quantiles and PCAs appended (937 columns)
+    x = FoldInputs.fit(x, names, **{**FOLD_INPUTS, **(params.get("fold_inputs") or {})}).transform(x)
     n_in, n_out = x.shape[1], y.shape[1]
 
     def build():
