@@ -302,7 +302,7 @@ def _sampler(settings: StudySettings, draw: int):
     if settings.sampler["kind"] == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     extra = {k: settings.sampler[k] for k in ("n_startup_trials",) if k in settings.sampler}
-    return optuna.samplers.TPESampler(seed=seed, multivariate=bool(settings.sampler.get("multivariate", True)),
+    return optuna.samplers.TPESampler(seed=seed, multivariate=bool(settings.sampler["multivariate"]),
                                       constant_liar=settings.constant_liar, **extra)
 
 

@@ -83,9 +83,10 @@ class FoldInputs(FittedArrays):
             if n_components > min(len(positions), len(x)):
                 raise ValueError(f"cnn1d fold_inputs: {n_components} {group} components asked of "
                                  f"{len(positions)} {group} columns and {len(x)} training rows")
+        values = np.asarray(x, np.float64)[:, numeric]
         quantile = QuantileTransformer(n_quantiles=n_quantiles, output_distribution="normal", subsample=None,
-                                       random_state=quantile_seed).fit(np.asarray(x, np.float64)[:, numeric])
-        transformed = quantile.transform(np.asarray(x, np.float64)[:, numeric])
+                                       random_state=quantile_seed)
+        transformed = quantile.fit_transform(values)
         pca_genes = PCA(gene_components, random_state=pca_seed).fit(transformed[:, genes])
         pca_cells = PCA(cell_components, random_state=pca_seed).fit(transformed[:, cells])
         return cls(numeric, genes, cells, quantile.quantiles_, quantile.references_, pca_genes.mean_,
