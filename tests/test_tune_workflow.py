@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from moa import cli, tuning
 from workflow_runs import REPO, SNAKEMAKE, kill_when, snakemake, write_config
 
-# 80 epochs: a fold takes about half a second, so a trial is still running when the test kills the study
+# 80 epochs: a trial of three folds takes seconds, so a good one is still running when the test kills it
 TINY_MLP = {"network": {"hidden": [16], "dropout": [0.1, 0.1], "weight_norm": [True, False]}, "epochs": 80,
             "batch_size": 64, "max_lr": 0.03, "div_factor": 10, "output_bias": "prior"}
 GOOD = {"max_lr": 0.03, "output_bias": "prior"}
@@ -24,8 +24,9 @@ STUDY = {"trials": 6, "workers": 2, "sampler": {"kind": "random", "seed": 0},
          # one complete trial is enough to prune on: whichever worker draws the third trial has finished one
          "pruner": {"kind": "median", "n_startup_trials": 1},
          "space": {"max_lr": {"log_uniform": [1.0e-3, 1.0e-1]}, "output_bias": {"choice": ["prior", "default"]}},
-         # the third starts from 0.5 (no output bias) with a learning rate that cannot get it anywhere near
-         "enqueue": [GOOD, GOOD, {"max_lr": 1.0e-3, "output_bias": "default"}]}
+         # the third starts from 0.5 (no output bias) with a learning rate that cannot get it anywhere near;
+         # drawn points may be pruned in their first epoch, so the test kills the fourth, a good one
+         "enqueue": [GOOD, GOOD, {"max_lr": 1.0e-3, "output_bias": "default"}, GOOD]}
 
 
 def study_config(path):
@@ -57,9 +58,9 @@ def worker_processes(workdir) -> dict[int, int]:
 
 
 def kill_one_worker(workdir, config, finished: int, timeout: float = 300) -> int:
-    """Run `snakemake tune` and SIGKILL one worker job, in the middle of a trial, once `finished` trials
-    are done; the run then ends on its own (the other worker finishes first). Returns the killed
-    worker's index."""
+    """Run `snakemake tune` and SIGKILL one worker job, in the middle of a trial of the GOOD point, once
+    `finished` trials are done; the run then ends on its own (the other worker finishes first). Returns
+    the killed worker's index."""
     command = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2", "tune",
                "--configfile", str(config)]
     journal = workdir / "results" / "tune" / "simple" / tuning.JOURNAL
@@ -69,7 +70,7 @@ def kill_one_worker(workdir, config, finished: int, timeout: float = 300) -> int
         found = trials(workdir) if journal.exists() else []
         if sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in found) < finished:
             return False
-        busy = {t.user_attrs.get("worker") for t in found if t.state == TrialState.RUNNING}
+        busy = {t.user_attrs.get("worker") for t in found if t.state == TrialState.RUNNING and t.params == GOOD}
         pids = {w: pid for w, pid in worker_processes(workdir).items() if w in busy}
         if pids:
             chosen.update(zip(("worker", "pid"), next(iter(pids.items()))))
