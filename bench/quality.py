@@ -3,8 +3,8 @@
     .venv/bin/python bench/quality.py [--config config/bench.yaml] [--workdir bench-results/quality]
 
 Runs the workflow on a CPU-sized bench config (about an hour on 2 cores before the 1D-CNN, whose five
-folds add 25-55 min depending on the machine; see config/bench.yaml for what is cut: seeds, epochs, widths) and prints, for every scored model and blend, the out-of-fold log loss,
-its ratio to the prior and the share of the prior-to-oracle gap closed, then the same on the held-out
+folds add 25-55 min depending on the machine; see config/bench.yaml for what is cut: seeds, epochs,
+widths) and prints, for every scored model and blend, the out-of-fold log loss, its ratio to the prior and the share of the prior-to-oracle gap closed, then the same on the held-out
 test rows: all of them, those of drugs also in train (known) and those of new drugs, where the oracle is
 the floor. A finished run is reused (`--reuse` keeps it across code edits too): delete the workdir to rerun.
 

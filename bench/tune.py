@@ -8,9 +8,9 @@ On the full-size synthetic data of the bench config: one worker (2 threads, the 
 `trials` trials on `folds` of the model's first seed, starting from the bench recipe (enqueued), with
 a median pruner that judges from the middle of each fold's epochs on; then `moa tune apply --name
 <model>_tuned` adds the best recipe beside the bench one and the workflow trains both on every fold
-of the same folds. Prints the trials, the study's best
-(optimistic: chosen on its folds) and both recipes' OOF and held-out test scores, with the seed-noise
-band of bench/noise.py where it was measured. 9 min on 2 cores with --trials 8 (data and features
+of the same folds. Prints the trials, the study's best (optimistic: chosen on its folds) and both
+recipes' OOF and held-out test scores, with the seed-noise band of bench/noise.py where it was
+measured. 9 min on 2 cores with --trials 8 (data and features
 already built; a complete trial about 72 s, a pruned one about 20 s, then a training job of about
 43 s per fold and recipe); a finished study and finished jobs are reused.
 """
