@@ -42,8 +42,9 @@ demo: install
 	@echo "Submission: $(CURDIR)/results/submission.csv"
 	@echo "Report:     $(CURDIR)/results/report.html (tables also in $(CURDIR)/results/report/summary.md)"
 
+# two pytest workers: the suite is mostly one process at a time (workflow runs, SLURM's status polling)
 test: install browser slurm
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(CORES) --dist loadgroup
 
 lint: install
 	$(BIN)/snakemake --lint --cores 1

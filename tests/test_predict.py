@@ -66,6 +66,7 @@ def test_a_missing_artefact_is_named_with_the_rule_that_makes_it(run, own_test_f
         predict.predict_file(copy, own_test_file[0])
 
 
+@pytest.mark.slow
 def test_the_predict_target_retrains_nothing_and_writes_the_submission(run, own_test_file, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(run, workdir, symlinks=True)

@@ -14,11 +14,12 @@ NAMES = ["cp_time_code", "cp_dose_code"] + [f"g-{i}" for i in range(28)]
 
 
 def learnable(n: int = 1500, seed: int = 0):
-    """Codes in columns 0-1; five targets, each a logistic function of one numeric column."""
+    """Codes in columns 0-1; five targets, each a logistic function of one numeric column, steep enough
+    that 30 epochs on 1000 rows end well clear of the prior (about 0.82x) on one torch thread or two."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, len(NAMES))).astype(np.float32)
     x[:, 0], x[:, 1] = rng.integers(0, 3, n), rng.integers(0, 2, n)
-    y = (rng.random((n, 5)) < 1 / (1 + np.exp(-(2 * x[:, 2:7] - 3)))).astype(np.float32)
+    y = (rng.random((n, 5)) < 1 / (1 + np.exp(-(3 * x[:, 2:7] - 3)))).astype(np.float32)
     return x, y
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
+import pytest
 import yaml
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
@@ -80,6 +81,7 @@ def kill_one_worker(workdir, config, finished: int, timeout: float = 300) -> int
     return chosen["worker"]
 
 
+@pytest.mark.slow
 def test_a_study_with_two_workers_survives_a_kill_and_its_best_entry_applies(run, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(run, workdir, ignore=shutil.ignore_patterns("locks", "report.html"))
